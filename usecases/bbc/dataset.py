@@ -1,0 +1,153 @@
+"""The raw BBC news dataset: one folder per class, one ``.txt`` article per file.
+
+Reading, cleaning and validating articles, and turning text into the model's features. The
+feature code is shared by training and serving, so it imports nothing from training.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from nltk.stem.porter import PorterStemmer
+
+from usecases.workflow.data import Candidate
+
+CLASSES = ("business", "entertainment", "politics", "sport", "tech")
+VOCAB_FILE = "bbc.vocab"
+# Files of the published dataset that document it rather than being articles.
+METADATA_FILES = {"README.TXT", VOCAB_FILE}
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """What makes an article valid. The longest real article is about 25 KB."""
+
+    min_chars: int = 100
+    max_bytes: int = MiB
+    extension: str = ".txt"
+    max_garbage_ratio: float = 0.05
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "min_chars": self.min_chars,
+            "max_bytes": self.max_bytes,
+            "extension": self.extension,
+            "max_garbage_ratio": self.max_garbage_ratio,
+        }
+
+
+def clean(data: bytes) -> tuple[str, int]:
+    """Decode UTF-8, replacing invalid bytes (as the paper's cleaning does).
+
+    Returns the text and how many replacement characters decoding introduced.
+    """
+    text = data.decode("utf-8", errors="replace")
+    return text, text.count("\ufffd") - data.count("\ufffd".encode())
+
+
+def _garbage_ratio(text: str) -> float:
+    bad = sum(1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\n\r\t"))
+    return bad / max(len(text), 1)
+
+
+def validate(rel_path: str, data: bytes, rules: TextRules) -> str | None:
+    """The reason an article is invalid, or None when it is valid."""
+    if not rel_path.endswith(rules.extension):
+        return f"wrong extension: expected {rules.extension}"
+    if len(data) == 0:
+        return "empty file"
+    if len(data) > rules.max_bytes:
+        return f"too large: {len(data)} bytes > max {rules.max_bytes}"
+    if b"\x00" in data:
+        return "binary content: contains NUL bytes"
+    text, _ = clean(data)
+    ratio = _garbage_ratio(text)
+    if ratio > rules.max_garbage_ratio:
+        return f"binary content: {ratio:.0%} undecodable or control characters"
+    if len(text.strip()) < rules.min_chars:
+        return f"too short: {len(text.strip())} characters < min {rules.min_chars}"
+    return None
+
+
+def scan(folder: Path, rules: TextRules) -> list[Candidate]:
+    """Collect every file under the raw folder, each with its label and validity."""
+    candidates: list[Candidate] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        parts = rel.split("/")
+        data = path.read_bytes()
+        if len(parts) == 1 and rel in METADATA_FILES:
+            candidates.append(Candidate(rel, rel, data, None, "metadata"))
+            continue
+        item_id = rel.rsplit(".", 1)[0] if "." in parts[-1] else rel
+        label: str | None = None
+        reason: str | None
+        if len(parts) != 2:
+            reason = ("outside any class folder" if len(parts) == 1
+                      else "nested below a class folder")
+        elif parts[0] not in CLASSES:
+            reason = f"unknown class folder {parts[0]!r} (expected one of {', '.join(CLASSES)})"
+        else:
+            label = parts[0]
+            reason = validate(rel, data, rules)
+        notes = {}
+        if reason is None:
+            _, replaced = clean(data)
+            if replaced:
+                notes["replaced_invalid_utf8"] = replaced
+        candidates.append(
+            Candidate(item_id, rel, data, label, "valid" if reason is None else "quarantined",
+                      reason, notes)
+        )
+    return candidates
+
+
+_NON_TOKEN = re.compile(r"[^a-z0-9£\s]")
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer() -> PorterStemmer:
+    return PorterStemmer(mode=PorterStemmer.ORIGINAL_ALGORITHM)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return _stemmer().stem(word)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case, drop punctuation (so "high-speed" becomes "highspeed"), Porter-stem."""
+    return [_stem(word) for word in _NON_TOKEN.sub("", text.lower()).split()]
+
+
+class Vocabulary:
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words = list(dict.fromkeys(words))
+        self.index = {word: i for i, word in enumerate(self.words)}
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        return cls(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def counts(self, texts: Iterable[str]) -> np.ndarray:
+        """Token counts over the vocabulary, one row per text (float32)."""
+        rows = []
+        for text in texts:
+            row = np.zeros(len(self.words), dtype=np.float32)
+            for token in tokenize(text):
+                i = self.index.get(token)
+                if i is not None:
+                    row[i] += 1
+            rows.append(row)
+        if not rows:
+            return np.zeros((0, len(self.words)), dtype=np.float32)
+        return np.stack(rows)

@@ -1,0 +1,121 @@
+"""Use case 1 (paper §5.1): BBC news classification with PyTorch under Determined."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usecases.bbc import dataset
+from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary
+from usecases.errors import CDLError
+from usecases.stores.mldata import Entry, MLDataStore
+from usecases.workflow.data import Candidate
+from usecases.workflow.usecase import DataOptions
+
+MODEL_DIR = Path(__file__).parent
+REPO_ROOT = MODEL_DIR.parent.parent
+
+
+class BBCNews:
+    name = "bbc"
+    model_name = "bbc-news"
+    classes = CLASSES
+    model_dir = MODEL_DIR
+    label_to_name = "text"
+
+    @property
+    def trial_class(self) -> type:
+        from usecases.bbc.trial import NewsTrial
+
+        return NewsTrial
+
+    def default_data(self) -> Path:
+        datasets = os.environ.get("CDL_DATASETS")
+        base = Path(datasets) if datasets else REPO_ROOT.parent / "shared" / "datasets"
+        return base / "bbc"
+
+    def scan(self, options: DataOptions) -> tuple[list[Candidate], dict[str, Any]]:
+        rules = TextRules(min_chars=options.min_chars, max_bytes=options.max_bytes)
+        return dataset.scan(options.folder, rules), rules.as_dict()
+
+    def task_data(self, entry: Entry, store: MLDataStore) -> dict[str, Any]:
+        text, _ = dataset.clean(store.get(entry.sha256))
+        return {"text": text}
+
+    def _vocab_path(self, options: DataOptions) -> Path:
+        path = options.vocab or options.folder / dataset.VOCAB_FILE
+        if not path.is_file():
+            raise CDLError(f"vocabulary file {path} not found",
+                           f"pass --vocab, or put {dataset.VOCAB_FILE} in the --data folder")
+        return path
+
+    def featurize(self, entries: list[Entry], store: MLDataStore,
+                  options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
+        vocab_path = self._vocab_path(options)
+        vocab = Vocabulary.load(vocab_path)
+        if len(vocab) == 0:
+            raise CDLError(f"vocabulary file {vocab_path} is empty",
+                           "pass --vocab with the BBC vocabulary (one stem per line)")
+        texts = (dataset.clean(store.get(e.sha256))[0] for e in entries)
+        identity = {
+            "features": "porter-stem-counts-v1",
+            "vocab_sha256": hashlib.sha256(vocab_path.read_bytes()).hexdigest(),
+            "vocab_path": str(vocab_path),
+        }
+        counts = vocab.counts(texts) if entries else np.zeros((0, len(vocab)), np.float32)
+        return counts.astype(np.uint16), identity
+
+    def export(self, checkpoint: Path, hparams: dict[str, Any], features: Path,
+               folder: Path) -> None:
+        """Weights, vocabulary and label encoding: all serving needs, no Determined."""
+        import torch
+
+        try:
+            state = torch.load(checkpoint / "state_dict.pth", map_location="cpu",
+                               weights_only=False)
+            weights = state["models_state_dict"][0]
+        except Exception as exc:  # any unreadable checkpoint is reported the same way
+            raise CDLError(f"checkpoint {checkpoint} is corrupt ({type(exc).__name__})",
+                           "delete it and run `cdl demo` again to retrain") from None
+        torch.save(weights, folder / "model.pt")
+        transform = json.loads((features / "transform.json").read_text())["transform"]
+        shutil.copyfile(transform["vocab_path"], folder / "vocab.txt")
+        n_features = int(weights["net.0.weight"].shape[1])
+        (folder / "model.json").write_text(json.dumps({
+            "usecase": self.name,
+            "classes": list(self.classes),
+            "n_features": n_features,
+            "hidden_size": int(hparams["hidden_size"]),
+            "dropout": float(hparams["dropout"]),
+            "features": transform,
+        }, indent=1))
+        shutil.copytree(checkpoint, folder / "checkpoint")
+
+    def predict(self, artifact: Path, inputs: np.ndarray) -> np.ndarray:
+        import torch
+
+        from usecases.bbc.model import NewsClassifier
+
+        meta = json.loads((artifact / "model.json").read_text())
+        model = NewsClassifier(meta["n_features"], len(meta["classes"]), meta["hidden_size"],
+                               meta["dropout"])
+        try:
+            model.load_state_dict(torch.load(artifact / "model.pt", map_location="cpu",
+                                             weights_only=True))
+        except Exception as exc:
+            raise CDLError(f"model weights {artifact / 'model.pt'} are corrupt "
+                           f"({type(exc).__name__})",
+                           "run `cdl demo` again to train and register a new version") from None
+        model.eval()
+        with torch.no_grad():
+            logits = model(torch.from_numpy(inputs.astype(np.float32)))
+        return logits.argmax(dim=1).numpy()
+
+
+USECASE = BBCNews()

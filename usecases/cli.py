@@ -1,0 +1,226 @@
+"""The ``cdl`` command: parse, call the workflow, print. Errors print one line and exit nonzero."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from usecases.errors import CDLError, GateFailed
+from usecases.state import State
+from usecases.workflow.demo import Display
+from usecases.workflow.usecase import DataOptions, UseCase
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Continuous Deep Learning: the paper's workflow, locally or on a cluster.")
+db_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
+app.add_typer(db_app, name="db")
+
+console = Console(stderr=True)
+USECASES = ("bbc",)
+
+
+def _usecase(name: str) -> UseCase:
+    if name == "bbc":
+        from usecases.bbc.usecase import USECASE
+
+        return USECASE
+    raise CDLError(f"unknown use case {name!r}", f"choose one of: {', '.join(USECASES)}")
+
+
+class RichDisplay(Display):
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        task = self.progress.add_task(title, total=None)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.progress.update(task, total=1, completed=1,
+                                 description=f"{title} [dim]({time.perf_counter() - start:.1f}s)")
+
+    def trials(self, total: int, epochs: int) -> Callable[[int, int, dict[str, float]], None]:
+        task = self.progress.add_task("  epochs", total=total * epochs)
+        seen: set[tuple[int, int]] = set()
+
+        def update(trial: int, epoch: int, metrics: dict[str, float]) -> None:
+            seen.add((trial, epoch))
+            accuracy = metrics.get("validation_accuracy")
+            shown = f" val_acc {accuracy:.3f}" if accuracy is not None else ""
+            self.progress.update(task, completed=len(seen),
+                                 description=f"  trial {trial + 1}/{total} epoch {epoch}{shown}")
+
+        return update
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"  [dim]{text}")
+
+
+def _options(usecase: UseCase, data: Path | None, max_bytes: int, min_chars: int,
+             vocab: Path | None) -> DataOptions:
+    return DataOptions(folder=(data or usecase.default_data()).expanduser().resolve(),
+                       max_bytes=max_bytes, min_chars=min_chars, vocab=vocab)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except CDLError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, GateFailed) else 1) from None
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]")
+        raise typer.Exit(130) from None
+
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Raw dataset folder "
+                                              "(default: ../shared/datasets/<usecase>).")]
+MaxBytes = Annotated[int, typer.Option("--max-bytes", min=1,
+                                       help="Quarantine files larger than this.")]
+MinChars = Annotated[int, typer.Option("--min-chars", min=0,
+                                       help="Quarantine texts shorter than this.")]
+VocabOpt = Annotated[Path | None, typer.Option("--vocab", help="BBC vocabulary file "
+                                               "(default: bbc.vocab in --data).")]
+GateOpt = Annotated[float, typer.Option("--gate", min=0.0, max=1.0,
+                                        help="Minimum test accuracy to approve a model.")]
+
+
+@app.command()
+def demo(
+    usecase: Annotated[str, typer.Option("--usecase", help="Use case to run.")] = "bbc",
+    data: DataOpt = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="ASHA trials; 1 runs the "
+                                        "single-training config.")] = 4,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
+                                                "here.")] = None,
+    gate: GateOpt = 0.7,
+    max_bytes: MaxBytes = 1024 * 1024,
+    min_chars: MinChars = 100,
+    vocab: VocabOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")] = 42,
+) -> None:
+    """Run the data and model pipelines of a use case end to end on this machine."""
+    from usecases.workflow import demo as pipeline
+
+    def action() -> None:
+        case = _usecase(usecase)
+        state = State.from_env()
+        options = pipeline.DemoOptions(_options(case, data, max_bytes, min_chars, vocab),
+                                       trials=trials, gate=gate, seed=seed)
+        started = time.perf_counter()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as progress:
+            result = pipeline.run(case, state, options, RichDisplay(progress))
+        result["timings"]["total"] = round(time.perf_counter() - started, 2)
+        body = {"usecases": {case.name: result}, "cdl_home": str(state.home)}
+        if report is not None:
+            report.write_text(json.dumps(body, indent=2) + "\n")
+        _summary(case.name, result)
+        failure = pipeline.gate_error(case.name, result)
+        if failure is not None:
+            raise GateFailed(failure.problem, failure.fix)
+
+    _run(action)
+
+
+def _summary(name: str, result: dict[str, Any]) -> None:
+    counts = result["dataset"]["counts"]
+    model = result["model"]
+    verdict = "[green]passed[/green]" if result["gate_passed"] else "[red]failed[/red]"
+    console.print(
+        f"\n[bold]{name}[/bold]: dataset {result['dataset']['version']} "
+        f"({counts['valid']} valid, {counts['quarantined']} quarantined); "
+        f"model {model['name']} v{model['version']}; "
+        f"val {result['val_accuracy']:.3f}, test {result['test_accuracy']:.3f}; "
+        f"gate {result['gate']['threshold']:.2f} {verdict}; {result['timings']['total']:.0f}s",
+        highlight=False,
+    )
+
+
+@app.command()
+def evaluate(
+    usecase: Annotated[str, typer.Option("--usecase")] = "bbc",
+    version: Annotated[int | None, typer.Option("--version", help="Model version "
+                                                "(default: latest).")] = None,
+    data: DataOpt = None,
+    gate: GateOpt = 0.7,
+    max_bytes: MaxBytes = 1024 * 1024,
+    min_chars: MinChars = 100,
+    vocab: VocabOpt = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+) -> None:
+    """Evaluate a registered model version on the held-out test set and apply the gate."""
+    from usecases.stores.database import open_database
+    from usecases.stores.registry import ModelRegistry
+    from usecases.workflow import demo as pipeline
+
+    def action() -> None:
+        case = _usecase(usecase)
+        state = State.from_env()
+        options = _options(case, data, max_bytes, min_chars, vocab)
+        pipeline.data.check_source(options.folder)
+        with open_database(state) as db:
+            _, features_dir = pipeline.prepare(case, state, options, db, Display(),
+                                               pipeline.Timer(), seed)
+            entry, accuracy = pipeline.evaluate(case, ModelRegistry(db, state.models),
+                                                case.model_name, version, features_dir, gate)
+        print(json.dumps({"name": entry.name, "version": entry.version,
+                          "test_accuracy": accuracy, "gate_passed": entry.gate_passed}))
+        if not entry.gate_passed:
+            raise GateFailed(f"test accuracy {accuracy:.3f} is below the gate {gate:.2f}",
+                             "retrain with `cdl demo` or lower --gate deliberately")
+
+    _run(action)
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded server and leave it running (later commands reuse it)."""
+    from usecases.stores.database import Database, EmbeddedPostgres
+
+    def action() -> None:
+        server = EmbeddedPostgres(State.from_env())
+        if not server.is_running():
+            server.start()
+        Database(server.conninfo()).migrate()
+        console.print(f"PostgreSQL running; socket in {server.socket_dir}, "
+                      f"password in {server.state.secrets / 'postgres-password'}")
+
+    _run(action)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server."""
+    from usecases.stores.database import EmbeddedPostgres
+
+    _run(lambda: EmbeddedPostgres(State.from_env()).stop())
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the embedded server is running; exit 3 when it is not."""
+    from usecases.stores.database import EmbeddedPostgres
+
+    running = _run(lambda: EmbeddedPostgres(State.from_env()).is_running())
+    print("running" if running else "stopped")
+    if not running:
+        raise typer.Exit(3)
+
+
+def main() -> None:
+    app(prog_name="cdl")
+
+
+if __name__ == "__main__":
+    main()

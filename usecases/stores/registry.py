@@ -1,0 +1,146 @@
+"""Model Registry: named models with numbered versions, their lineage and their evaluation.
+
+Locally the rows live in PostgreSQL and the artifacts under ``CDL_HOME/models/<name>/<version>``;
+on a cluster Determined's model registry plays this role (a later adapter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from usecases.errors import CDLError
+from usecases.stores.database import Database
+
+ARTIFACT_DIGESTS = "digests.json"
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: int
+    usecase: str
+    dataset_version: str
+    hparams: dict[str, Any]
+    val_metrics: dict[str, float]
+    code_version: str
+    artifact_path: Path
+    test_accuracy: float | None
+    gate_threshold: float | None
+    gate_passed: bool | None
+
+
+def code_version(repo: Path) -> str:
+    """The git commit of the code that trained a model (with ``-dirty`` for local changes)."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        from usecases import __version__
+
+        return f"cdl-{__version__}"
+    return f"{head}-dirty" if dirty else head
+
+
+def _digest_tree(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ARTIFACT_DIGESTS
+    }
+
+
+def verify_artifacts(root: Path) -> None:
+    """Fail with a clear error when a registered artifact is missing or was modified."""
+    recorded_path = root / ARTIFACT_DIGESTS
+    if not recorded_path.exists():
+        raise CDLError(f"model artifacts in {root} are missing",
+                       "run `cdl demo` again to train and register a new version")
+    recorded = json.loads(recorded_path.read_text())
+    actual = _digest_tree(root)
+    for name, digest in recorded.items():
+        if actual.get(name) != digest:
+            raise CDLError(f"model artifact {root / name} is corrupt (checksum mismatch)",
+                           "run `cdl demo` again to train and register a new version")
+
+
+class ModelRegistry:
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db = db
+        self.root = root
+
+    def register(
+        self,
+        name: str,
+        usecase: str,
+        dataset_version: str,
+        experiment_id: int | None,
+        hparams: dict[str, Any],
+        val_metrics: dict[str, float],
+        code: str,
+        export: Callable[[Path], None],
+    ) -> ModelVersion:
+        """Create the next version of ``name``; ``export(folder)`` writes its artifacts."""
+        with self.db.connect() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+            row = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions"
+                               " WHERE name = %s", (name,)).fetchone()
+            assert row is not None
+            version = int(row[0])
+            folder = self.root / name / str(version)
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            export(folder)
+            (folder / ARTIFACT_DIGESTS).write_text(json.dumps(_digest_tree(folder), indent=1))
+            conn.execute(
+                "INSERT INTO model_versions (name, version, usecase, dataset_version,"
+                " experiment_id, hparams, val_metrics, code_version, artifact_path)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (name, version, usecase, dataset_version, experiment_id, Jsonb(hparams),
+                 Jsonb(val_metrics), code, str(folder)),
+            )
+        return self.get(name, version)
+
+    def record_evaluation(self, name: str, version: int, test_accuracy: float,
+                          threshold: float) -> ModelVersion:
+        with self.db.connect() as conn:
+            conn.execute(
+                "UPDATE model_versions SET test_accuracy = %s, gate_threshold = %s,"
+                " gate_passed = %s WHERE name = %s AND version = %s",
+                (test_accuracy, threshold, test_accuracy >= threshold, name, version),
+            )
+        return self.get(name, version)
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        query = "SELECT * FROM model_versions WHERE name = %s"
+        params: tuple[Any, ...] = (name,)
+        if version is not None:
+            query += " AND version = %s"
+            params += (version,)
+        query += " ORDER BY version DESC LIMIT 1"
+        with self.db.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query, params).fetchone()
+        if row is None:
+            which = f"version {version} of " if version is not None else ""
+            raise CDLError(f"no {which}model {name!r} in the registry",
+                           "run `cdl demo` to train and register one")
+        return ModelVersion(
+            name=row["name"], version=row["version"], usecase=row["usecase"],
+            dataset_version=row["dataset_version"], hparams=row["hparams"],
+            val_metrics=row["val_metrics"], code_version=row["code_version"],
+            artifact_path=Path(row["artifact_path"]), test_accuracy=row["test_accuracy"],
+            gate_threshold=row["gate_threshold"], gate_passed=row["gate_passed"],
+        )

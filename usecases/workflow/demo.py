@@ -1,0 +1,192 @@
+"""``cdl demo``: the data and model pipelines of one use case, end to end, on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from usecases.errors import CDLError
+from usecases.state import State
+from usecases.stores.database import Database, open_database
+from usecases.stores.mldata import MLDataStore
+from usecases.stores.registry import ModelRegistry, code_version, verify_artifacts
+from usecases.workflow import data, features, labeling, model
+from usecases.workflow.usecase import DataOptions, UseCase
+
+
+class Display:
+    """How the pipeline shows progress; the CLI draws it, tests stay quiet."""
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        yield
+
+    def trials(self, total: int, epochs: int) -> Callable[[int, int, dict[str, float]], None]:
+        return lambda trial, epoch, metrics: None
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class DemoOptions:
+    data: DataOptions
+    trials: int = 4
+    gate: float = 0.7
+    seed: int = 42
+
+
+@dataclass
+class Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, display: Display, title: str) -> Iterator[None]:
+        start = time.perf_counter()
+        with display.stage(title):
+            yield
+        self.timings[name] = round(time.perf_counter() - start, 2)
+
+
+def record_search(db: Database, usecase: str, dataset_version: str,
+                  result: model.SearchResult) -> int:
+    with db.connect() as conn:
+        row = conn.execute(
+            "INSERT INTO experiments (usecase, dataset_version, config) VALUES (%s, %s, %s)"
+            " RETURNING id", (usecase, dataset_version, Jsonb(result.config))).fetchone()
+        assert row is not None
+        experiment_id = int(row[0])
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO trials (experiment_id, number, hparams, state, epochs, val_metrics,"
+                " checkpoint) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(experiment_id, t.number, Jsonb(t.hparams), t.state, t.epochs,
+                  Jsonb(t.val_metrics), str(t.checkpoint) if t.checkpoint else None)
+                 for t in result.trials],
+            )
+    return experiment_id
+
+
+def evaluate(usecase: UseCase, registry: ModelRegistry, name: str, version: int | None,
+             features_dir: Path, threshold: float) -> tuple[Any, float]:
+    """Test accuracy of a registered version, recorded on it with the gate's verdict."""
+    entry = registry.get(name, version)
+    verify_artifacts(entry.artifact_path)
+    with np.load(features_dir / "test.npz") as arrays:
+        inputs, labels = arrays["inputs"], arrays["labels"]
+    predicted = usecase.predict(entry.artifact_path, inputs)
+    accuracy = float((predicted == labels).mean())
+    return registry.record_evaluation(name, entry.version, accuracy, threshold), accuracy
+
+
+def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
+            display: Display, timer: Timer, seed: int) -> tuple[data.DatasetVersion, Path]:
+    """Data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
+    store = MLDataStore(state.mldata)
+    with timer("ingest", display, f"Ingesting {options.folder}"):
+        candidates, rules = usecase.scan(options)
+        dataset = data.ingest(store, db, usecase.name, options.folder, candidates, rules,
+                              data.SplitRules(seed=seed))
+    counts = dataset.manifest.counts()
+    display.note(
+        f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): {counts['ingested']} "
+        f"ingested = {counts['valid']} valid + {counts['quarantined']} quarantined"
+    )
+    for entry in dataset.manifest.entries:
+        if entry.status == "quarantined":
+            display.note(f"quarantined {entry.path}: {entry.reason}")
+    with timer("label", display, "Writing labels (Label Studio JSON → PostgreSQL)"):
+        labeling.store_labels(db, store, dataset,
+                              lambda e: usecase.task_data(e, store), usecase.label_to_name)
+    with timer("transform", display, "Extracting features"):
+        features_dir, _ = features.build_features(usecase, db, store, dataset, options,
+                                                  state.transforms)
+    return dataset, features_dir
+
+
+def run(usecase: UseCase, state: State, options: DemoOptions, display: Display) -> dict[str, Any]:
+    """Data pipeline, labels, search/train, register, evaluate, gate. Returns the report."""
+    data.check_source(options.data.folder)
+    timer = Timer()
+    with contextlib.ExitStack() as services:
+        with timer("database", display, "Starting PostgreSQL"):
+            db = services.enter_context(open_database(state))
+        dataset, features_dir = prepare(usecase, state, options.data, db, display, timer,
+                                        options.seed)
+        counts = dataset.manifest.counts()
+        if options.trials > 1:
+            config = model.load_experiment(usecase.model_dir / "adaptive.yaml")
+            config["data"] = {**config.get("data", {}), "features": str(features_dir)}
+            epochs = int(config["searcher"]["max_time"])
+            with timer("search", display, f"ASHA search over {options.trials} trials"):
+                result = model.search(usecase.trial_class, config, options.trials,
+                                      usecase.model_dir, state.checkpoints, options.seed,
+                                      display.trials(options.trials, epochs))
+        else:
+            config = model.load_experiment(usecase.model_dir / "const.yaml")
+            config["data"] = {**config.get("data", {}), "features": str(features_dir)}
+            epochs = model.training_epochs(config, config["hyperparameters"])
+            with timer("train", display, "Training (single run)"):
+                result = model.single(usecase.trial_class, config, usecase.model_dir,
+                                      state.checkpoints, display.trials(1, epochs))
+        best = result.best()
+        assert best.checkpoint is not None
+        checkpoint = best.checkpoint
+        with timer("register", display, "Registering the best checkpoint"):
+            model.discard_checkpoints(result, keep=best)
+            experiment_id = record_search(db, usecase.name, dataset.id, result)
+            registry = ModelRegistry(db, state.models)
+            version = registry.register(
+                usecase.model_name, usecase.name, dataset.id, experiment_id, best.hparams,
+                best.val_metrics, code_version(usecase.model_dir),
+                lambda folder: usecase.export(checkpoint, best.hparams, features_dir, folder),
+            )
+        with timer("evaluate", display, "Evaluating on the held-out test set"):
+            evaluated, accuracy = evaluate(usecase, registry, usecase.model_name, version.version,
+                                           features_dir, options.gate)
+    return {
+        "dataset": {
+            "version": dataset.id,
+            "reused": dataset.reused,
+            "counts": {k: counts[k] for k in ("ingested", "valid", "quarantined", "train",
+                                             "test")},
+            "quarantined": [{"path": e.path, "reason": e.reason}
+                            for e in dataset.manifest.entries if e.status == "quarantined"],
+            "manifest": str(dataset.manifest_path),
+        },
+        "model": {
+            "name": usecase.model_name,
+            "version": evaluated.version,
+            "hparams": best.hparams,
+            "artifact": str(evaluated.artifact_path),
+            "code_version": evaluated.code_version,
+        },
+        "search": {
+            "trials": len(result.trials),
+            "completed": sum(t.state == "completed" for t in result.trials),
+            "pruned": sum(t.state == "pruned" for t in result.trials),
+        },
+        "val_accuracy": best.val_metrics["validation_accuracy"],
+        "val_metrics": best.val_metrics,
+        "test_accuracy": accuracy,
+        "gate": {"threshold": options.gate},
+        "gate_passed": bool(evaluated.gate_passed),
+        "timings": timer.timings,
+    }
+
+
+def gate_error(name: str, report: dict[str, Any]) -> CDLError | None:
+    if report["gate_passed"]:
+        return None
+    return CDLError(
+        f"{name}: test accuracy {report['test_accuracy']:.3f} is below the gate "
+        f"{report['gate']['threshold']:.2f}; the model version stays registered but not approved",
+        "look at the data and the search (more --trials), or lower --gate deliberately",
+    )

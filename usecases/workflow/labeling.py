@@ -1,0 +1,116 @@
+"""Labels (paper §3.2): Label Studio JSON export format, stored in PostgreSQL per split.
+
+The paper pre-created its labels from the dataset's folders because nobody labeled by hand; so
+does this step. Each valid item becomes one Label Studio task whose annotation is the folder
+label, exactly as Label Studio exports it; the export is kept beside the dataset version and its
+rows go to ``train_labels`` / ``test_labels`` with lineage to the version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from usecases.stores.database import Database
+from usecases.stores.mldata import Entry, MLDataStore
+from usecases.workflow.data import DatasetVersion
+
+FOLDER_LABELER = "cdl-folder-labels"
+SPLITS = ("train", "test")
+
+
+def label_result(label: str, from_name: str, to_name: str) -> list[dict[str, Any]]:
+    return [{
+        "from_name": from_name,
+        "to_name": to_name,
+        "type": "choices",
+        "origin": "prediction",
+        "value": {"choices": [label]},
+    }]
+
+
+def export_tasks(
+    entries: list[Entry],
+    task_data: Callable[[Entry], dict[str, Any]],
+    created_at: str,
+    from_name: str = "label",
+    to_name: str = "text",
+) -> list[dict[str, Any]]:
+    """Tasks in Label Studio's JSON export format, pre-annotated from the folder labels."""
+    tasks = []
+    for number, entry in enumerate(entries, start=1):
+        assert entry.label is not None
+        result = label_result(entry.label, from_name, to_name)
+        tasks.append({
+            "id": number,
+            "data": {**task_data(entry), "item_id": entry.item_id, "path": entry.path},
+            "predictions": [{"model_version": "folder", "result": result}],
+            "annotations": [{
+                "id": number,
+                "completed_by": FOLDER_LABELER,
+                "created_at": created_at,
+                "was_cancelled": False,
+                "ground_truth": False,
+                "result": result,
+            }],
+        })
+    return tasks
+
+
+def rows_from_export(tasks: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(item_id, path, label, creator, created_at) of each task's latest annotation."""
+    rows = []
+    for task in tasks:
+        live = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+        if not live:
+            continue
+        latest = max(live, key=lambda a: a["created_at"])
+        choices = [r["value"]["choices"][0] for r in latest["result"] if r["type"] == "choices"]
+        if choices:
+            rows.append((task["data"]["item_id"], task["data"]["path"], choices[0],
+                         str(latest["completed_by"]), latest["created_at"]))
+    return rows
+
+
+def store_labels(
+    db: Database,
+    store: MLDataStore,
+    dataset: DatasetVersion,
+    task_data: Callable[[Entry], dict[str, Any]],
+    to_name: str = "text",
+) -> dict[str, int]:
+    """Write the export per split and its rows to the label tables; idempotent per version."""
+    created_at = datetime.now(UTC).isoformat()
+    stored = {}
+    for split in SPLITS:
+        export_path = store.version_dir(dataset.id) / f"labels-{split}.json"
+        if export_path.exists():
+            tasks = json.loads(export_path.read_text())
+        else:
+            tasks = export_tasks(dataset.manifest.split(split), task_data, created_at,
+                                 to_name=to_name)
+            export_path.write_text(json.dumps(tasks))
+        rows = rows_from_export(tasks)
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {split}_labels (usecase, dataset_version, item_id, file_path, label,"
+                " creator, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (dataset_version, item_id) DO NOTHING",
+                [(dataset.manifest.usecase, dataset.id, *row) for row in rows],
+            )
+        stored[split] = len(rows)
+    return stored
+
+
+def load_labels(db: Database, dataset_version: str, split: str) -> dict[str, str]:
+    """item_id -> label for a split of a dataset version, as the model pipeline reads them."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    with db.connect() as conn:
+        rows = conn.execute(
+            f"SELECT item_id, label FROM {split}_labels WHERE dataset_version = %s ORDER BY id",
+            (dataset_version,),
+        ).fetchall()
+    return {item_id: label for item_id, label in rows}
