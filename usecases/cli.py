@@ -142,7 +142,7 @@ def _summary(name: str, result: dict[str, Any]) -> None:
         f"({counts['valid']} valid, {counts['quarantined']} quarantined); "
         f"model {model['name']} v{model['version']}; "
         f"val {result['val_accuracy']:.3f}, test {result['test_accuracy']:.3f}; "
-        f"gate {result['gate']['threshold']:.2f} {verdict}; {result['timings']['total']:.0f}s",
+        f"gate {result['gate']['threshold']:g} {verdict}; {result['timings']['total']:.0f}s",
         highlight=False,
     )
 
@@ -177,7 +177,7 @@ def evaluate(
         print(json.dumps({"name": entry.name, "version": entry.version,
                           "test_accuracy": accuracy, "gate_passed": entry.gate_passed}))
         if not entry.gate_passed:
-            raise GateFailed(f"test accuracy {accuracy:.3f} is below the gate {gate:.2f}",
+            raise GateFailed(f"test accuracy {accuracy:.3f} is below the gate {gate:g}",
                              "retrain with `cdl demo` or lower --gate deliberately")
 
     _run(action)

@@ -215,7 +215,7 @@ class Database:
         try:
             return psycopg.connect(self.conninfo, connect_timeout=5)
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            reason = " ".join(str(exc).split()) or type(exc).__name__
             raise CDLError(
                 f"cannot reach PostgreSQL at {redact(self.conninfo)} ({reason})",
                 "start the server or correct CDL_DATABASE_URL; unset CDL_DATABASE_URL to use the "

@@ -187,6 +187,6 @@ def gate_error(name: str, report: dict[str, Any]) -> CDLError | None:
         return None
     return CDLError(
         f"{name}: test accuracy {report['test_accuracy']:.3f} is below the gate "
-        f"{report['gate']['threshold']:.2f}; the model version stays registered but not approved",
+        f"{report['gate']['threshold']:g}; the model version stays registered but not approved",
         "look at the data and the search (more --trials), or lower --gate deliberately",
     )

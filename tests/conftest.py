@@ -1,0 +1,59 @@
+"""Shared fixtures: a real embedded PostgreSQL server per session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from usecases.state import State
+from usecases.stores.database import Database, EmbeddedPostgres
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def datasets_root() -> Path:
+    configured = os.environ.get("CDL_DATASETS")
+    return Path(configured) if configured else REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def bbc_raw() -> Path:
+    path = datasets_root() / "bbc"
+    if not (path / "bbc.vocab").exists():
+        pytest.fail(f"the raw BBC dataset is not at {path}; set CDL_DATASETS")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(State.from_env(tmp_path_factory.mktemp("pg-home")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db(pg_server: EmbeddedPostgres) -> Iterator[Database]:
+    """A migrated, empty database of its own for each test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_server.conninfo()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin)
+    params["dbname"] = name
+    database = Database(make_conninfo(**params))  # type: ignore[arg-type]
+    database.migrate()
+    yield database
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    return State.from_env(tmp_path / "cdl-home")

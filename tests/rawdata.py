@@ -1,0 +1,52 @@
+"""Small raw datasets written by tests, shaped like the real ones (the real data is never copied)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from usecases.bbc.dataset import CLASSES, tokenize
+
+TOPIC_WORDS = {
+    "business": "profit market shares bank economy investor growth sales",
+    "entertainment": "film music actor award singer festival album star",
+    "politics": "minister election party labour tory vote parliament policy",
+    "sport": "match goal cup team coach champion league player",
+    "tech": "software internet mobile computer digital users network phone",
+}
+COMMON = "the a of to in and said that was for on with year people new".split()
+
+
+def article(label: str, rng: random.Random, words: int = 60) -> str:
+    topic = TOPIC_WORDS[label].split()
+    body = [rng.choice(topic if rng.random() < 0.4 else COMMON) for _ in range(words)]
+    return f"{label.title()} news item\n\n" + " ".join(body) + ".\n"
+
+
+def write_bbc(root: Path, per_class: int = 20, seed: int = 0) -> Path:
+    """A raw BBC-shaped folder with ``per_class`` valid articles per class and its vocabulary."""
+    rng = random.Random(seed)
+    for label in CLASSES:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / label / f"{i + 1:03d}.txt").write_text(article(label, rng))
+    stems = sorted({s for words in TOPIC_WORDS.values() for s in tokenize(words)}
+                   | set(tokenize(" ".join(COMMON))))
+    (root / "bbc.vocab").write_text("\n".join(stems) + "\n")
+    return root
+
+
+def add_bad_files(root: Path) -> dict[str, str]:
+    """One file per kind of bad input; returns path -> expected start of the reason."""
+    (root / "business" / "empty.txt").write_bytes(b"")
+    (root / "tech" / "garbage.txt").write_bytes(bytes(random.Random(1).randbytes(4096)))
+    (root / "sport" / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"jpeg" * 100)
+    (root / "politics" / "huge.txt").write_text("vote " * 300_000)
+    (root / "orphan.txt").write_text(article("sport", random.Random(2)))
+    return {
+        "business/empty.txt": "empty file",
+        "tech/garbage.txt": "binary content",
+        "sport/photo.jpg": "wrong extension",
+        "politics/huge.txt": "too large",
+        "orphan.txt": "outside any class folder",
+    }

@@ -1,0 +1,158 @@
+"""``cdl`` as a user runs it: real PostgreSQL, real Determined training, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import REPO
+from ..rawdata import add_bad_files, write_bbc
+
+
+def cdl(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "CDL_HOME": str(home), **(env or {})}
+    environment.pop("CDL_DATABASE_URL", None) if not env or "CDL_DATABASE_URL" not in env else None
+    return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
+                          text=True, env=environment, timeout=900, check=False)
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    for needle in needles:
+        assert needle in errors[0]
+    assert "Fix:" in errors[0]
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory: pytest.TempPathFactory, bbc_raw: Path) -> dict[str, Any]:
+    """Two demo runs on the real BBC dataset in one state dir: an ASHA search, then a single run."""
+    home = tmp_path_factory.mktemp("real") / "cdl"
+    reports = []
+    for i, trials in enumerate(("4", "1")):
+        report = home.parent / f"r{i}.json"
+        run = cdl("demo", "--usecase", "bbc", "--data", str(bbc_raw), "--trials", trials,
+                  "--report", str(report), home=home)
+        assert run.returncode == 0, run.stderr[-3000:]
+        reports.append(json.loads(report.read_text())["usecases"]["bbc"])
+    return {"home": home, "reports": reports, "raw": bbc_raw}
+
+
+@pytest.mark.slow
+def test_demo_on_the_real_dataset_passes_the_gate(real_runs: dict[str, Any]) -> None:
+    report = real_runs["reports"][0]
+    assert report["test_accuracy"] >= 0.95
+    assert report["gate_passed"] is True
+    assert isinstance(report["dataset"]["version"], str)
+    counts = report["dataset"]["counts"]
+    assert counts["ingested"] == 2225 == counts["valid"] + counts["quarantined"]
+    assert counts["quarantined"] == 0  # the one article with an invalid byte is cleaned, kept
+    assert report["model"]["name"] == "bbc-news" and report["model"]["version"] == 1
+    assert set(report["model"]["hparams"]) >= {"hidden_size", "dropout", "learning_rate",
+                                               "global_batch_size"}
+    assert 0.9 <= report["val_accuracy"] <= 1.0
+    assert report["search"]["trials"] == 4
+    assert {"ingest", "label", "transform", "search", "register", "evaluate",
+            "total"} <= set(report["timings"])
+
+
+@pytest.mark.slow
+def test_second_run_reuses_the_dataset_and_adds_a_model_version(
+        real_runs: dict[str, Any]) -> None:
+    first, second = real_runs["reports"]
+    assert second["dataset"]["version"] == first["dataset"]["version"]
+    assert second["dataset"]["reused"] is True and first["dataset"]["reused"] is False
+    assert second["model"]["version"] == 2
+    assert second["test_accuracy"] >= 0.95
+
+
+@pytest.mark.slow
+def test_state_stays_in_cdl_home_and_the_database_is_stopped(real_runs: dict[str, Any]) -> None:
+    home: Path = real_runs["home"]
+    assert any((home / "checkpoints" / "determined").iterdir())
+    assert not (REPO / "usecases" / "bbc" / "checkpoints").exists()
+    manifest = json.loads(Path(real_runs["reports"][0]["dataset"]["manifest"]).read_text())
+    cleaned = [e for e in manifest["entries"] if e["notes"].get("replaced_invalid_utf8")]
+    assert [e["path"] for e in cleaned] == ["sport/199.txt"]
+    status = cdl("db", "status", home=home)
+    assert status.returncode == 3 and status.stdout.strip() == "stopped"
+
+
+@pytest.mark.slow
+def test_gate_failure_exits_nonzero_with_the_reason(real_runs: dict[str, Any]) -> None:
+    run = cdl("evaluate", "--data", str(real_runs["raw"]), "--gate", "0.9999",
+              home=real_runs["home"])
+    assert run.returncode == 2
+    assert_one_line_error(run, "below the gate 0.9999")
+    assert json.loads(run.stdout)["gate_passed"] is False
+
+
+@pytest.mark.slow
+def test_corrupt_model_artifacts_are_reported_not_loaded(real_runs: dict[str, Any]) -> None:
+    weights = Path(real_runs["reports"][1]["model"]["artifact"]) / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    run = cdl("evaluate", "--data", str(real_runs["raw"]), "--version", "2",
+              home=real_runs["home"])
+    assert run.returncode == 1
+    assert_one_line_error(run, "corrupt", "model.pt")
+
+
+def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
+    raw = write_bbc(tmp_path / "raw", per_class=16)
+    expected = add_bad_files(raw)
+    report_path = tmp_path / "r.json"
+    run = cdl("demo", "--data", str(raw), "--trials", "1", "--report", str(report_path),
+              home=tmp_path / "home")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(report_path.read_text())["usecases"]["bbc"]
+    counts = report["dataset"]["counts"]
+    assert counts == {"ingested": 80 + len(expected), "valid": 80,
+                      "quarantined": len(expected), "train": 65, "test": 15}  # 3 of 16 per class
+    reasons = {q["path"]: q["reason"] for q in report["dataset"]["quarantined"]}
+    assert set(reasons) == set(expected)
+    for path, reason in expected.items():
+        assert reasons[path].startswith(reason)
+        assert f"quarantined {path}" in run.stderr
+
+
+def test_max_bytes_is_a_flag(tmp_path: Path) -> None:
+    raw = write_bbc(tmp_path / "raw", per_class=16)
+    run = cdl("demo", "--data", str(raw), "--trials", "1", "--max-bytes", "10",
+              home=tmp_path / "home")
+    assert_one_line_error(run, "no valid files")
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_unusable_data_folder(tmp_path: Path, make: str) -> None:
+    target = tmp_path / "data"
+    if make == "empty":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("x")
+    run = cdl("demo", "--data", str(target), home=tmp_path / "home")
+    assert run.returncode == 1
+    assert_one_line_error(run, str(target), "--data")
+
+
+def test_unreachable_database(tmp_path: Path) -> None:
+    raw = write_bbc(tmp_path / "raw", per_class=2)
+    run = cdl("demo", "--data", str(raw), home=tmp_path / "home",
+              env={"CDL_DATABASE_URL": "postgresql://cdl:pw@127.0.0.1:1/cdl"})
+    assert run.returncode == 1
+    assert_one_line_error(run, "cannot reach PostgreSQL", "127.0.0.1:1")
+    assert "pw@" not in run.stderr
+
+
+def test_missing_vocabulary(tmp_path: Path) -> None:
+    raw = write_bbc(tmp_path / "raw", per_class=4)
+    (raw / "bbc.vocab").unlink()
+    run = cdl("demo", "--data", str(raw), home=tmp_path / "home")
+    assert_one_line_error(run, "vocabulary file", "--vocab")

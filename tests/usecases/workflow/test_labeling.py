@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from usecases.bbc.dataset import TextRules, scan
+from usecases.stores.database import Database
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow.data import SplitRules, ingest
+from usecases.workflow.labeling import FOLDER_LABELER, load_labels, rows_from_export, store_labels
+
+from ...rawdata import write_bbc
+
+
+def _dataset(tmp_path: Path, db: Database) -> tuple[MLDataStore, object]:
+    raw = write_bbc(tmp_path / "raw", per_class=10)
+    store = MLDataStore(tmp_path / "mldata")
+    rules = TextRules()
+    return store, ingest(store, db, "bbc", raw, scan(raw, rules), rules.as_dict(), SplitRules())
+
+
+def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
+        tmp_path: Path, db: Database) -> None:
+    store, dataset = _dataset(tmp_path, db)
+    stored = store_labels(db, store, dataset, lambda e: {"text": "t"})  # type: ignore[arg-type]
+    assert stored == {"train": 40, "test": 10}
+    tasks = json.loads((store.version_dir(dataset.id) / "labels-train.json").read_text())  # type: ignore[attr-defined]
+    task = tasks[0]
+    assert set(task) >= {"id", "data", "annotations", "predictions"}
+    result = task["annotations"][0]["result"][0]
+    assert result["type"] == "choices" and result["from_name"] == "label"
+    assert result["to_name"] == "text"
+    assert result["value"]["choices"] == [task["data"]["path"].split("/")[0]]
+    with db.connect() as conn:
+        row = conn.execute("SELECT label, file_path, creator, dataset_version, created_at"
+                           " FROM train_labels ORDER BY id LIMIT 1").fetchone()
+    assert row is not None
+    label, path, creator, version, created_at = row
+    assert path.startswith(label + "/") and creator == FOLDER_LABELER
+    assert version == dataset.id and created_at is not None  # type: ignore[attr-defined]
+
+
+def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, db: Database) -> None:
+    store, dataset = _dataset(tmp_path, db)
+    for _ in range(2):
+        store_labels(db, store, dataset, lambda e: {"text": "t"})  # type: ignore[arg-type]
+    assert len(load_labels(db, dataset.id, "train")) == 40  # type: ignore[attr-defined]
+    with db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM test_labels").fetchone() == (10,)
+
+
+def test_the_latest_live_annotation_wins() -> None:
+    def annotation(label: str, at: str, cancelled: bool = False) -> dict[str, object]:
+        return {"completed_by": "x", "created_at": at, "was_cancelled": cancelled,
+                "result": [{"type": "choices", "value": {"choices": [label]}}]}
+
+    task = {"data": {"item_id": "a/1", "path": "a/1.txt"}, "annotations": [
+        annotation("sport", "2026-01-01"), annotation("tech", "2026-02-01"),
+        annotation("politics", "2026-03-01", cancelled=True)]}
+    assert rows_from_export([task]) == [("a/1", "a/1.txt", "tech", "x", "2026-02-01")]
