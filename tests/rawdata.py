@@ -1,4 +1,4 @@
-"""Small raw datasets written by tests, shaped like the real ones (the real data is never copied)."""
+"""Small raw datasets written by tests, shaped like the real ones (never copies of them)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ TOPIC_WORDS = {
     "sport": "match goal cup team coach champion league player",
     "tech": "software internet mobile computer digital users network phone",
 }
-COMMON = "the a of to in and said that was for on with year people new".split()
+COMMON = ["the", "a", "of", "to", "in", "and", "said", "that", "was", "for", "on", "with",
+          "year", "people", "new"]
 
 
 def article(label: str, rng: random.Random, words: int = 60) -> str:

@@ -15,9 +15,10 @@ from ..conftest import REPO
 from ..rawdata import add_bad_files, write_bbc
 
 
-def cdl(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "CDL_HOME": str(home), **(env or {})}
-    environment.pop("CDL_DATABASE_URL", None) if not env or "CDL_DATABASE_URL" not in env else None
+def cdl(*args: str, home: Path,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
+    environment.update({"CDL_HOME": str(home), **(env or {})})
     return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
                           text=True, env=environment, timeout=900, check=False)
 

@@ -6,8 +6,8 @@ import numpy as np
 
 from usecases.bbc.dataset import MiB, TextRules, Vocabulary, clean, scan, tokenize, validate
 
-ARTICLE = ("Quarterly profits at US media giant TimeWarner jumped 76% to $1.13bn for the three "
-           "months to December, from $639m year-earlier. ").encode()
+ARTICLE = (b"Quarterly profits at US media giant TimeWarner jumped 76% to $1.13bn for the three "
+           b"months to December, from $639m year-earlier. ")
 RULES = TextRules()
 
 

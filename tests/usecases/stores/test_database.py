@@ -15,7 +15,8 @@ def test_migrations_are_numbered_in_order_and_applied_once(db: Database) -> None
     shipped = migrations()
     assert [v for v, _, _ in shipped] == sorted({v for v, _, _ in shipped})
     with db.connect() as conn:
-        applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
+        rows = conn.execute("SELECT name FROM schema_migrations ORDER BY version")
+        applied = [r[0] for r in rows]
     assert applied == [name for _, name, _ in shipped]
     assert db.migrate() == []  # nothing pending on a second run
 

@@ -1,0 +1,88 @@
+"""Time each stage of the BBC demo (`cdl demo --usecase bbc`), installs excluded.
+
+Runs the real command in a fresh state directory (cold: new database, new dataset version,
+features computed) and then again in the same one (warm: dataset and features reused), and
+prints a table of the stage timings from the reports plus the wall time of each process.
+
+    .venv/bin/python benchmarks/bbc_demo.py [--data DIR] [--trials N] [--repeat K] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GB RAM, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+def run_demo(home: Path, data: Path, trials: int) -> dict[str, Any]:
+    report = home.parent / f"report-{time.monotonic_ns()}.json"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "usecases.cli", "demo", "--usecase", "bbc", "--data",
+                    str(data), "--trials", str(trials), "--report", str(report)],
+                   env={**os.environ, "CDL_HOME": str(home)}, check=True,
+                   stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    result = json.loads(report.read_text())["usecases"]["bbc"]
+    return {"wall": round(wall, 2), "timings": result["timings"],
+            "test_accuracy": result["test_accuracy"], "val_accuracy": result["val_accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = Path(os.environ.get("CDL_DATASETS", REPO.parent / "shared" / "datasets"))
+    parser.add_argument("--data", type=Path, default=default_data / "bbc")
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="cold+warm pairs to run")
+    parser.add_argument("--out", type=Path, help="write the raw results as JSON")
+    args = parser.parse_args()
+
+    runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp) / "cdl"
+            runs["cold"].append(run_demo(home, args.data, args.trials))
+            runs["warm"].append(run_demo(home, args.data, args.trials))
+
+    stages = list(runs["cold"][0]["timings"])
+    print(f"machine: {machine()}")
+    print(f"`cdl demo --usecase bbc --trials {args.trials}`, median of {args.repeat} runs\n")
+    print("| stage | cold (s) | warm (s) |")
+    print("|---|---|---|")
+    for stage in [*stages, "wall"]:
+        def median(kind: str, stage: str = stage) -> float:
+            values = [r["wall"] if stage == "wall" else r["timings"].get(stage, 0.0)
+                      for r in runs[kind]]
+            return statistics.median(values)
+        print(f"| {stage} | {median('cold'):.1f} | {median('warm'):.1f} |")
+    accuracies = [r["test_accuracy"] for kind in runs for r in runs[kind]]
+    print(f"\ntest accuracy: min {min(accuracies):.3f}, median "
+          f"{statistics.median(accuracies):.3f}, max {max(accuracies):.3f}")
+    if args.out:
+        args.out.write_text(json.dumps({"machine": machine(), "trials": args.trials,
+                                        "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

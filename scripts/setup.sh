@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Set up CDL on a fresh Debian/Ubuntu machine, then run the demo or the tests.
+#   scripts/setup.sh demo [cdl demo options]   install, then `cdl demo` on the BBC dataset
+#   scripts/setup.sh test [pytest options]     install, then lint, type-check and the whole suite
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+mode="${1:-}"
+shift || true
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing system packages: $*; install them as root (apt-get install $*)" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+python_ok() { python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null; }
+if ! command -v python3 >/dev/null || ! python_ok; then
+    apt_install python3 python3-venv python3-pip
+fi
+python_ok || { echo "setup: CDL needs Python >= 3.11 with venv" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[test]"
+
+# The raw datasets are read in place, never copied into the repository.
+if [ -z "${CDL_DATASETS:-}" ]; then
+    for candidate in "$REPO/../shared/datasets" /work/shared/datasets; do
+        if [ -f "$candidate/bbc/bbc.vocab" ]; then CDL_DATASETS="$(cd "$candidate" && pwd)"; break; fi
+    done
+fi
+if [ -z "${CDL_DATASETS:-}" ]; then
+    echo "setup: the raw BBC dataset was not found; set CDL_DATASETS to the folder holding bbc/" >&2
+    exit 1
+fi
+export CDL_DATASETS
+
+case "$mode" in
+    demo)
+        mkdir -p .cdl
+        exec .venv/bin/cdl demo --usecase bbc --data "$CDL_DATASETS/bbc" --report .cdl/report.json "$@"
+        ;;
+    test)
+        .venv/bin/ruff check usecases tests benchmarks
+        .venv/bin/mypy usecases
+        exec .venv/bin/pytest "$@"
+        ;;
+    *)
+        echo "usage: scripts/setup.sh demo|test [options]" >&2
+        exit 2
+        ;;
+esac
