@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up CDL on a fresh Debian/Ubuntu machine, then run the demo or the tests.
-#   scripts/setup.sh demo [cdl demo options]   install, then `cdl demo` on the BBC dataset
+#   scripts/setup.sh demo [cdl demo options]   install, then `cdl demo` (both use cases)
 #   scripts/setup.sh test [pytest options]     install, then lint, type-check and the whole suite
 set -euo pipefail
 
@@ -23,6 +23,10 @@ if ! command -v python3 >/dev/null || ! python_ok; then
     apt_install python3 python3-venv python3-pip
 fi
 python_ok || { echo "setup: CDL needs Python >= 3.11 with venv" >&2; exit 1; }
+# Fashion-MNIST's four official IDX files, from Debian's (or Ubuntu's) package.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    apt_install dataset-fashion-mnist
+fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -47,7 +51,7 @@ export CDL_DATASETS
 case "$mode" in
     demo)
         mkdir -p .cdl
-        exec .venv/bin/cdl demo --usecase bbc --data "$CDL_DATASETS/bbc" --report .cdl/report.json "$@"
+        exec .venv/bin/cdl demo --report .cdl/report.json "$@"
         ;;
     test)
         .venv/bin/ruff check usecases tests benchmarks

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,15 +26,28 @@ db_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.
 app.add_typer(db_app, name="db")
 
 console = Console(stderr=True)
-USECASES = ("bbc",)
+USECASES = ("bbc", "fmnist")
 
 
 def _usecase(name: str) -> UseCase:
     if name == "bbc":
-        from usecases.bbc.usecase import USECASE
+        from usecases.bbc.usecase import USECASE as BBC
 
-        return USECASE
+        return BBC
+    if name == "fmnist":
+        from usecases.fmnist.usecase import USECASE as FMNIST
+
+        return FMNIST
     raise CDLError(f"unknown use case {name!r}", f"choose one of: {', '.join(USECASES)}")
+
+
+def _usecases(name: str, data: Path | None) -> list[UseCase]:
+    if name == "all":
+        if data is not None:
+            raise CDLError("--data needs a single use case",
+                           f"add --usecase ({', '.join(USECASES)}) or drop --data")
+        return [_usecase(n) for n in USECASES]
+    return [_usecase(name)]
 
 
 class RichDisplay(Display):
@@ -83,8 +98,9 @@ def _run(action: Callable[[], Any]) -> Any:
         raise typer.Exit(130) from None
 
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Raw dataset folder "
-                                              "(default: ../shared/datasets/<usecase>).")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Raw dataset folder of the one "
+                                              "use case chosen (default: where it is "
+                                              "installed; see README).")]
 MaxBytes = Annotated[int, typer.Option("--max-bytes", min=1,
                                        help="Quarantine files larger than this.")]
 MinChars = Annotated[int, typer.Option("--min-chars", min=0,
@@ -97,7 +113,7 @@ GateOpt = Annotated[float, typer.Option("--gate", min=0.0, max=1.0,
 
 @app.command()
 def demo(
-    usecase: Annotated[str, typer.Option("--usecase", help="Use case to run.")] = "bbc",
+    usecase: Annotated[str, typer.Option("--usecase", help="bbc, fmnist or all.")] = "all",
     data: DataOpt = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="ASHA trials; 1 runs the "
                                         "single-training config.")] = 4,
@@ -109,26 +125,26 @@ def demo(
     vocab: VocabOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")] = 42,
 ) -> None:
-    """Run the data and model pipelines of a use case end to end on this machine."""
+    """Run the data and model pipelines of the use cases end to end on this machine."""
     from usecases.workflow import demo as pipeline
 
     def action() -> None:
-        case = _usecase(usecase)
+        cases = _usecases(usecase, data)
         state = State.from_env()
-        options = pipeline.DemoOptions(_options(case, data, max_bytes, min_chars, vocab),
-                                       trials=trials, gate=gate, seed=seed)
-        started = time.perf_counter()
+        runs = [(case, pipeline.DemoOptions(_options(case, data, max_bytes, min_chars, vocab),
+                                            trials=trials, gate=gate, seed=seed))
+                for case in cases]
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
-            result = pipeline.run(case, state, options, RichDisplay(progress))
-        result["timings"]["total"] = round(time.perf_counter() - started, 2)
-        body = {"usecases": {case.name: result}, "cdl_home": str(state.home)}
+            results = pipeline.run(runs, state, RichDisplay(progress))
+        body = {"usecases": results, "cdl_home": str(state.home)}
         if report is not None:
             report.write_text(json.dumps(body, indent=2) + "\n")
-        _summary(case.name, result)
-        failure = pipeline.gate_error(case.name, result)
-        if failure is not None:
-            raise GateFailed(failure.problem, failure.fix)
+        for name, result in results.items():
+            _summary(name, result)
+        failures = [f for f in (pipeline.gate_error(n, r) for n, r in results.items()) if f]
+        if failures:
+            raise GateFailed("; ".join(f.problem for f in failures), failures[0].fix)
 
     _run(action)
 
@@ -149,7 +165,7 @@ def _summary(name: str, result: dict[str, Any]) -> None:
 
 @app.command()
 def evaluate(
-    usecase: Annotated[str, typer.Option("--usecase")] = "bbc",
+    usecase: Annotated[str, typer.Option("--usecase", help="bbc or fmnist.")] = "bbc",
     version: Annotated[int | None, typer.Option("--version", help="Model version "
                                                 "(default: latest).")] = None,
     data: DataOpt = None,
@@ -170,10 +186,11 @@ def evaluate(
         options = _options(case, data, max_bytes, min_chars, vocab)
         pipeline.data.check_source(options.folder)
         with open_database(state) as db:
-            _, features_dir = pipeline.prepare(case, state, options, db, Display(),
-                                               pipeline.Timer(), seed)
+            prepared = pipeline.prepare(case, state, options, db, Display(), pipeline.Timer(),
+                                        seed)
             entry, accuracy = pipeline.evaluate(case, ModelRegistry(db, state.models),
-                                                case.model_name, version, features_dir, gate)
+                                                case.model_name, version, prepared.features,
+                                                gate)
         print(json.dumps({"name": entry.name, "version": entry.version,
                           "test_accuracy": accuracy, "gate_passed": entry.gate_passed}))
         if not entry.gate_passed:
@@ -219,6 +236,10 @@ def db_status() -> None:
 
 
 def main() -> None:
+    # TensorFlow's C++ start-up chatter and a Python-version notice from a Google library that
+    # determined imports would bury the progress display.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")
     app(prog_name="cdl")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import REPO
+from ..conftest import REPO, datasets_root
 from ..rawdata import add_bad_files, write_bbc
 
 
@@ -110,8 +110,8 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=16)
     expected = add_bad_files(raw)
     report_path = tmp_path / "r.json"
-    run = cdl("demo", "--data", str(raw), "--trials", "1", "--report", str(report_path),
-              home=tmp_path / "home")
+    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--report",
+              str(report_path), home=tmp_path / "home")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(report_path.read_text())["usecases"]["bbc"]
     counts = report["dataset"]["counts"]
@@ -126,8 +126,8 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
 
 def test_max_bytes_is_a_flag(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=16)
-    run = cdl("demo", "--data", str(raw), "--trials", "1", "--max-bytes", "10",
-              home=tmp_path / "home")
+    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--max-bytes",
+              "10", home=tmp_path / "home")
     assert_one_line_error(run, "no valid files")
 
 
@@ -138,14 +138,14 @@ def test_unusable_data_folder(tmp_path: Path, make: str) -> None:
         target.mkdir()
     elif make == "file":
         target.write_text("x")
-    run = cdl("demo", "--data", str(target), home=tmp_path / "home")
+    run = cdl("demo", "--usecase", "bbc", "--data", str(target), home=tmp_path / "home")
     assert run.returncode == 1
     assert_one_line_error(run, str(target), "--data")
 
 
 def test_unreachable_database(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=2)
-    run = cdl("demo", "--data", str(raw), home=tmp_path / "home",
+    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), home=tmp_path / "home",
               env={"CDL_DATABASE_URL": "postgresql://cdl:pw@127.0.0.1:1/cdl"})
     assert run.returncode == 1
     assert_one_line_error(run, "cannot reach PostgreSQL", "127.0.0.1:1")
@@ -155,5 +155,26 @@ def test_unreachable_database(tmp_path: Path) -> None:
 def test_missing_vocabulary(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=4)
     (raw / "bbc.vocab").unlink()
-    run = cdl("demo", "--data", str(raw), home=tmp_path / "home")
+    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), home=tmp_path / "home")
     assert_one_line_error(run, "vocabulary file", "--vocab")
+
+
+def test_data_needs_a_single_usecase(tmp_path: Path) -> None:
+    run = cdl("demo", "--data", str(tmp_path), home=tmp_path / "home")
+    assert_one_line_error(run, "--data needs a single use case")
+
+
+@pytest.mark.slow
+def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    run = cdl("demo", "--trials", "1", "--report", str(report_path), home=tmp_path / "home",
+              env={"CDL_DATASETS": str(datasets_root())})
+    assert run.returncode == 0, run.stderr[-3000:]
+    usecases = json.loads(report_path.read_text())["usecases"]
+    assert set(usecases) == {"bbc", "fmnist"}
+    fmnist = usecases["fmnist"]
+    assert fmnist["dataset"]["counts"] == {"ingested": 70000, "valid": 70000, "quarantined": 0,
+                                           "train": 60000, "test": 10000}
+    assert fmnist["test_accuracy"] >= 0.85 and fmnist["gate_passed"] is True
+    assert fmnist["model"]["name"] == "fmnist" and fmnist["model"]["hparams"]["hidden_size"]
+    assert usecases["bbc"]["gate_passed"] is True

@@ -14,9 +14,10 @@ import numpy as np
 from usecases.bbc import dataset
 from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary
 from usecases.errors import CDLError
-from usecases.stores.mldata import Entry, MLDataStore
-from usecases.workflow.data import Candidate
-from usecases.workflow.usecase import DataOptions
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow import training
+from usecases.workflow.data import Candidate, DatasetVersion
+from usecases.workflow.usecase import DataOptions, History, Item, OnValidation
 
 MODEL_DIR = Path(__file__).parent
 REPO_ROOT = MODEL_DIR.parent.parent
@@ -28,12 +29,7 @@ class BBCNews:
     classes = CLASSES
     model_dir = MODEL_DIR
     label_to_name = "text"
-
-    @property
-    def trial_class(self) -> type:
-        from usecases.bbc.trial import NewsTrial
-
-        return NewsTrial
+    validation_fraction = 0.1
 
     def default_data(self) -> Path:
         datasets = os.environ.get("CDL_DATASETS")
@@ -44,8 +40,15 @@ class BBCNews:
         rules = TextRules(min_chars=options.min_chars, max_bytes=options.max_bytes)
         return dataset.scan(options.folder, rules), rules.as_dict()
 
-    def task_data(self, entry: Entry, store: MLDataStore) -> dict[str, Any]:
-        text, _ = dataset.clean(store.get(entry.sha256))
+    def needs_split(self) -> bool:
+        return True  # the raw dataset has no train/test split of its own
+
+    def items(self, version: DatasetVersion, store: MLDataStore) -> list[Item]:
+        return [Item(e.item_id, e.path, str(e.label), str(e.split), e.sha256, e.sha256)
+                for e in version.manifest.entries if e.status == "valid"]
+
+    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
+        text, _ = dataset.clean(store.get(item.source))
         return {"text": text}
 
     def _vocab_path(self, options: DataOptions) -> Path:
@@ -55,21 +58,29 @@ class BBCNews:
                            f"pass --vocab, or put {dataset.VOCAB_FILE} in the --data folder")
         return path
 
-    def featurize(self, entries: list[Entry], store: MLDataStore,
+    def featurize(self, items: list[Item], store: MLDataStore,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
         vocab_path = self._vocab_path(options)
         vocab = Vocabulary.load(vocab_path)
         if len(vocab) == 0:
             raise CDLError(f"vocabulary file {vocab_path} is empty",
                            "pass --vocab with the BBC vocabulary (one stem per line)")
-        texts = (dataset.clean(store.get(e.sha256))[0] for e in entries)
+        texts = (dataset.clean(store.get(i.source))[0] for i in items)
         identity = {
             "features": "porter-stem-counts-v1",
             "vocab_sha256": hashlib.sha256(vocab_path.read_bytes()).hexdigest(),
             "vocab_path": str(vocab_path),
         }
-        counts = vocab.counts(texts) if entries else np.zeros((0, len(vocab)), np.float32)
+        counts = vocab.counts(texts) if items else np.zeros((0, len(vocab)), np.float32)
         return counts.astype(np.uint16), identity
+
+    def train(self, config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+              checkpoint_root: Path, on_validation: OnValidation | None) -> tuple[History,
+                                                                                  Path | None]:
+        from usecases.bbc.trial import NewsTrial
+
+        return training.train_pytorch(NewsTrial, MODEL_DIR, config, hparams, epochs,
+                                      checkpoint_root, on_validation)
 
     def export(self, checkpoint: Path, hparams: dict[str, Any], features: Path,
                folder: Path) -> None:

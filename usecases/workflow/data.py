@@ -6,7 +6,6 @@ quarantine, the split and the bookkeeping in PostgreSQL are written here once.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -65,29 +64,33 @@ def check_source(folder: Path) -> None:
                        "pass --data with the folder holding the raw dataset")
 
 
-def stratified_split(entries: list[Entry], rules: SplitRules) -> None:
-    """Assign ``split`` to valid entries: seeded, stratified by label, reproducible.
-
-    Exact duplicates (same sha256) always land in the same split, so no test article is also a
-    training article.
-    """
-    groups: dict[str, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
-    for entry in entries:
-        if entry.status == "valid":
-            assert entry.label is not None
-            groups[entry.label][entry.sha256].append(entry)
+def stratified_holdout(rows: list[tuple[str, str, str]], rules: SplitRules) -> set[str]:
+    """Ids of the held-out share of ``(item_id, label, group)`` rows: seeded, stratified by
+    label, reproducible. Rows of one group (exact duplicates) are held out together, so no
+    held-out example is also a training example."""
+    groups: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for item_id, label, group in rows:
+        groups[label][group].append(item_id)
+    held_out: set[str] = set()
     for label in sorted(groups):
-        by_content = sorted(groups[label].values(), key=lambda g: g[0].item_id)
+        by_content = sorted(groups[label].values(), key=lambda ids: ids[0])
         random.Random(f"{rules.seed}:{label}").shuffle(by_content)
-        total = sum(len(g) for g in by_content)
-        want_test = round(total * rules.test_fraction)
-        in_test = 0
-        for group in by_content:
-            split = "test" if in_test < want_test else "train"
-            if split == "test":
-                in_test += len(group)
-            for entry in group:
-                entry.split = split
+        want = round(sum(len(ids) for ids in by_content) * rules.test_fraction)
+        taken = 0
+        for ids in by_content:
+            if taken >= want:
+                break
+            held_out.update(ids)
+            taken += len(ids)
+    return held_out
+
+
+def stratified_split(entries: list[Entry], rules: SplitRules) -> None:
+    """Assign ``split`` ("train" | "test") to the valid entries."""
+    valid = [e for e in entries if e.status == "valid"]
+    test = stratified_holdout([(e.item_id, str(e.label), e.sha256) for e in valid], rules)
+    for entry in valid:
+        entry.split = "test" if entry.item_id in test else "train"
 
 
 def ingest(
@@ -97,13 +100,14 @@ def ingest(
     folder: Path,
     candidates: list[Candidate],
     rules: dict[str, Any],
-    split: SplitRules,
+    split: SplitRules | None,
 ) -> DatasetVersion:
     """Store every collected file, derive the version id from content, and record the version.
 
-    Re-ingesting the same files under the same rules reuses the existing version.
+    Re-ingesting the same files under the same rules reuses the existing version. ``split``
+    None keeps the dataset's own train/test split (the use case knows it).
     """
-    all_rules = {**rules, "split": split.as_dict()}
+    all_rules = {**rules, "split": split.as_dict() if split else "official"}
     vid = version_id(usecase, ((c.path, store.put(c.data), len(c.data)) for c in candidates),
                      all_rules)
     reused = store.has(vid)
@@ -116,7 +120,8 @@ def ingest(
             for c in candidates
         ]
         _check_unique_ids(entries)
-        stratified_split(entries, split)
+        if split is not None:
+            stratified_split(entries, split)
         manifest = Manifest(vid, usecase, str(folder), all_rules, entries)
         if manifest.counts()["valid"] == 0:
             raise CDLError(f"no valid files in {folder}: all "
@@ -151,10 +156,3 @@ def _record(db: Database, manifest: Manifest, path: Path) -> None:
                 [(manifest.version, e.path, e.sha256, e.reason)
                  for e in manifest.entries if e.status == "quarantined"],
             )
-
-
-def quarantine_report(manifest: Manifest) -> str:
-    """Human-readable list of quarantined files with their reasons."""
-    rows = [{"path": e.path, "reason": e.reason}
-            for e in manifest.entries if e.status == "quarantined"]
-    return json.dumps(rows, indent=1)

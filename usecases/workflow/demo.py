@@ -1,4 +1,4 @@
-"""``cdl demo``: the data and model pipelines of one use case, end to end, on this machine."""
+"""``cdl demo``: the data and model pipelines of each use case, end to end, on this machine."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from usecases.stores.database import Database, open_database
 from usecases.stores.mldata import MLDataStore
 from usecases.stores.registry import ModelRegistry, code_version, verify_artifacts
 from usecases.workflow import data, features, labeling, model
-from usecases.workflow.usecase import DataOptions, UseCase
+from usecases.workflow.usecase import DataOptions, History, Item, OnValidation, UseCase
 
 
 class Display:
@@ -86,77 +86,95 @@ def evaluate(usecase: UseCase, registry: ModelRegistry, name: str, version: int 
     return registry.record_evaluation(name, entry.version, accuracy, threshold), accuracy
 
 
+@dataclass
+class Prepared:
+    dataset: data.DatasetVersion
+    items: list[Item]
+    features: Path
+
+    def counts(self) -> dict[str, int]:
+        quarantined = self.dataset.manifest.counts()["quarantined"]
+        return {
+            "ingested": len(self.items) + quarantined,
+            "valid": len(self.items),
+            "quarantined": quarantined,
+            "train": sum(i.split == "train" for i in self.items),
+            "test": sum(i.split == "test" for i in self.items),
+        }
+
+
 def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
-            display: Display, timer: Timer, seed: int) -> tuple[data.DatasetVersion, Path]:
+            display: Display, timer: Timer, seed: int) -> Prepared:
     """Data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
+    data.check_source(options.folder)
     store = MLDataStore(state.mldata)
-    with timer("ingest", display, f"Ingesting {options.folder}"):
+    with timer("ingest", display, f"{usecase.name}: ingesting {options.folder}"):
         candidates, rules = usecase.scan(options)
-        dataset = data.ingest(store, db, usecase.name, options.folder, candidates, rules,
-                              data.SplitRules(seed=seed))
-    counts = dataset.manifest.counts()
+        split = data.SplitRules(seed=seed) if usecase.needs_split() else None
+        dataset = data.ingest(store, db, usecase.name, options.folder, candidates, rules, split)
+        items = usecase.items(dataset, store)
+    prepared_counts = Prepared(dataset, items, Path()).counts()
     display.note(
-        f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): {counts['ingested']} "
-        f"ingested = {counts['valid']} valid + {counts['quarantined']} quarantined"
+        f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): "
+        f"{prepared_counts['ingested']} ingested = {prepared_counts['valid']} valid + "
+        f"{prepared_counts['quarantined']} quarantined"
     )
     for entry in dataset.manifest.entries:
         if entry.status == "quarantined":
             display.note(f"quarantined {entry.path}: {entry.reason}")
-    with timer("label", display, "Writing labels (Label Studio JSON → PostgreSQL)"):
-        labeling.store_labels(db, store, dataset,
-                              lambda e: usecase.task_data(e, store), usecase.label_to_name)
-    with timer("transform", display, "Extracting features"):
-        features_dir, _ = features.build_features(usecase, db, store, dataset, options,
+    with timer("label", display, f"{usecase.name}: labels (Label Studio JSON → PostgreSQL)"):
+        labeling.store_labels(db, store, dataset, items,
+                              lambda item: usecase.task_data(item, store), usecase.label_to_name)
+    with timer("transform", display, f"{usecase.name}: features"):
+        features_dir, _ = features.build_features(usecase, db, store, dataset, items, options,
                                                   state.transforms)
-    return dataset, features_dir
+    return Prepared(dataset, items, features_dir)
 
 
-def run(usecase: UseCase, state: State, options: DemoOptions, display: Display) -> dict[str, Any]:
+def run_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptions,
+                display: Display, timer: Timer) -> dict[str, Any]:
     """Data pipeline, labels, search/train, register, evaluate, gate. Returns the report."""
-    data.check_source(options.data.folder)
-    timer = Timer()
-    with contextlib.ExitStack() as services:
-        with timer("database", display, "Starting PostgreSQL"):
-            db = services.enter_context(open_database(state))
-        dataset, features_dir = prepare(usecase, state, options.data, db, display, timer,
-                                        options.seed)
-        counts = dataset.manifest.counts()
-        if options.trials > 1:
-            config = model.load_experiment(usecase.model_dir / "adaptive.yaml")
-            config["data"] = {**config.get("data", {}), "features": str(features_dir)}
-            epochs = int(config["searcher"]["max_time"])
-            with timer("search", display, f"ASHA search over {options.trials} trials"):
-                result = model.search(usecase.trial_class, config, options.trials,
-                                      usecase.model_dir, state.checkpoints, options.seed,
-                                      display.trials(options.trials, epochs))
-        else:
-            config = model.load_experiment(usecase.model_dir / "const.yaml")
-            config["data"] = {**config.get("data", {}), "features": str(features_dir)}
-            epochs = model.training_epochs(config, config["hyperparameters"])
-            with timer("train", display, "Training (single run)"):
-                result = model.single(usecase.trial_class, config, usecase.model_dir,
-                                      state.checkpoints, display.trials(1, epochs))
-        best = result.best()
-        assert best.checkpoint is not None
-        checkpoint = best.checkpoint
-        with timer("register", display, "Registering the best checkpoint"):
-            model.discard_checkpoints(result, keep=best)
-            experiment_id = record_search(db, usecase.name, dataset.id, result)
-            registry = ModelRegistry(db, state.models)
-            version = registry.register(
-                usecase.model_name, usecase.name, dataset.id, experiment_id, best.hparams,
-                best.val_metrics, code_version(usecase.model_dir),
-                lambda folder: usecase.export(checkpoint, best.hparams, features_dir, folder),
-            )
-        with timer("evaluate", display, "Evaluating on the held-out test set"):
-            evaluated, accuracy = evaluate(usecase, registry, usecase.model_name, version.version,
-                                           features_dir, options.gate)
+    prepared = prepare(usecase, state, options.data, db, display, timer, options.seed)
+    dataset, features_dir = prepared.dataset, prepared.features
+
+    def train(config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+              on_validation: OnValidation | None) -> tuple[History, Path | None]:
+        return usecase.train(config, hparams, epochs, state.checkpoints, on_validation)
+
+    name = usecase.name
+    if options.trials > 1:
+        config = model.load_experiment(usecase.model_dir / "adaptive.yaml")
+        config["data"] = {**config.get("data", {}), "features": str(features_dir)}
+        epochs = int(config["searcher"]["max_time"])
+        with timer("search", display, f"{name}: ASHA search over {options.trials} trials"):
+            result = model.search(train, config, options.trials, options.seed,
+                                  display.trials(options.trials, epochs))
+    else:
+        config = model.load_experiment(usecase.model_dir / "const.yaml")
+        config["data"] = {**config.get("data", {}), "features": str(features_dir)}
+        epochs = model.training_epochs(config, config["hyperparameters"])
+        with timer("train", display, f"{name}: training (single run)"):
+            result = model.single(train, config, display.trials(1, epochs))
+    best = result.best()
+    assert best.checkpoint is not None
+    checkpoint = best.checkpoint
+    with timer("register", display, f"{name}: registering the best checkpoint"):
+        model.discard_checkpoints(result, keep=best)
+        experiment_id = record_search(db, name, dataset.id, result)
+        registry = ModelRegistry(db, state.models)
+        version = registry.register(
+            usecase.model_name, name, dataset.id, experiment_id, best.hparams,
+            best.val_metrics, code_version(usecase.model_dir),
+            lambda folder: usecase.export(checkpoint, best.hparams, features_dir, folder),
+        )
+    with timer("evaluate", display, f"{name}: evaluating on the held-out test set"):
+        evaluated, accuracy = evaluate(usecase, registry, usecase.model_name, version.version,
+                                       features_dir, options.gate)
     return {
         "dataset": {
             "version": dataset.id,
             "reused": dataset.reused,
-            "counts": {k: counts[k] for k in ("ingested", "valid", "quarantined", "train",
-                                             "test")},
+            "counts": prepared.counts(),
             "quarantined": [{"path": e.path, "reason": e.reason}
                             for e in dataset.manifest.entries if e.status == "quarantined"],
             "manifest": str(dataset.manifest_path),
@@ -180,6 +198,24 @@ def run(usecase: UseCase, state: State, options: DemoOptions, display: Display) 
         "gate_passed": bool(evaluated.gate_passed),
         "timings": timer.timings,
     }
+
+
+def run(runs: list[tuple[UseCase, DemoOptions]], state: State,
+        display: Display) -> dict[str, dict[str, Any]]:
+    """Each use case in turn against one database (started and stopped here if needed)."""
+    for _, options in runs:
+        data.check_source(options.data.folder)
+    reports: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as services:
+        start = time.perf_counter()
+        timer = Timer()  # the first use case's timings include starting the database
+        with timer("database", display, "Starting PostgreSQL"):
+            db = services.enter_context(open_database(state))
+        for usecase, options in runs:
+            reports[usecase.name] = run_usecase(usecase, state, db, options, display, timer)
+            timer.timings["total"] = round(time.perf_counter() - start, 2)
+            start, timer = time.perf_counter(), Timer()
+    return reports
 
 
 def gate_error(name: str, report: dict[str, Any]) -> CDLError | None:

@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from usecases.stores.database import Database
-from usecases.stores.mldata import Entry, MLDataStore
-from usecases.workflow.data import DatasetVersion, SplitRules, stratified_split
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow.data import DatasetVersion, SplitRules, stratified_holdout
 from usecases.workflow.labeling import load_labels
-from usecases.workflow.usecase import DataOptions, UseCase
+from usecases.workflow.usecase import DataOptions, Item, UseCase
 
-VALIDATION = SplitRules(test_fraction=0.1, seed=7)
+VALIDATION_SEED = 7
 
 
-def _labeled(dataset: DatasetVersion, labels: dict[str, str]) -> list[Entry]:
-    """Entries of a split carrying the label stored in PostgreSQL (which may differ from the
-    folder's once people correct labels)."""
-    by_id = {e.item_id: e for e in dataset.manifest.entries}
-    return [dataclasses.replace(by_id[item], label=label) for item, label in labels.items()]
+def _relabeled(items: list[Item], labels: dict[str, str]) -> list[Item]:
+    """The split's items carrying the label stored in PostgreSQL (which may differ from the
+    raw data's once people correct labels)."""
+    by_id = {i.item_id: i for i in items}
+    return [dataclasses.replace(by_id[item_id], label=label) for item_id, label in labels.items()]
 
 
 def build_features(
@@ -36,22 +36,24 @@ def build_features(
     db: Database,
     store: MLDataStore,
     dataset: DatasetVersion,
+    items: list[Item],
     options: DataOptions,
     cache_root: Path,
 ) -> tuple[Path, bool]:
     """Folder with ``train``/``val``/``test`` arrays and ``classes.npy``; True when reused."""
-    train = _labeled(dataset, load_labels(db, dataset.id, "train"))
-    test = _labeled(dataset, load_labels(db, dataset.id, "test"))
-    stratified_split(train, VALIDATION)
+    train = _relabeled(items, load_labels(db, dataset.id, "train"))
+    test = _relabeled(items, load_labels(db, dataset.id, "test"))
+    rules = SplitRules(test_fraction=usecase.validation_fraction, seed=VALIDATION_SEED)
+    val_ids = stratified_holdout([(i.item_id, i.label, i.group) for i in train], rules)
     splits = {
-        "train": [e for e in train if e.split == "train"],
-        "val": [e for e in train if e.split == "test"],
+        "train": [i for i in train if i.item_id not in val_ids],
+        "val": [i for i in train if i.item_id in val_ids],
         "test": test,
     }
     _, identity = usecase.featurize([], store, options)
     key_source = json.dumps({
         "dataset": dataset.id,
-        "labels": {s: [(e.item_id, e.label) for e in es] for s, es in splits.items()},
+        "labels": {s: [(i.item_id, i.label) for i in its] for s, its in splits.items()},
         "transform": identity,
     }, sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
@@ -66,11 +68,11 @@ def build_features(
     staging.mkdir(parents=True)
     class_index = {name: i for i, name in enumerate(usecase.classes)}
     np.save(staging / "classes.npy", np.array(usecase.classes))
-    for split, entries in splits.items():
-        inputs, _ = usecase.featurize(entries, store, options)
-        labels = np.array([class_index[str(e.label)] for e in entries], dtype=np.int64)
+    for split, members in splits.items():
+        inputs, _ = usecase.featurize(members, store, options)
+        labels = np.array([class_index[i.label] for i in members], dtype=np.int64)
         np.savez(staging / f"{split}.npz", inputs=inputs, labels=labels,
-                 item_ids=np.array([e.item_id for e in entries]))
+                 item_ids=np.array([i.item_id for i in members]))
     (staging / "transform.json").write_text(key_source)
     (staging / "done").touch()
     staging.rename(folder)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from usecases.stores.database import Database
-from usecases.stores.mldata import Entry, MLDataStore
+from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import DatasetVersion
+from usecases.workflow.usecase import Item
 
 FOLDER_LABELER = "cdl-folder-labels"
 SPLITS = ("train", "test")
@@ -32,20 +33,19 @@ def label_result(label: str, from_name: str, to_name: str) -> list[dict[str, Any
 
 
 def export_tasks(
-    entries: list[Entry],
-    task_data: Callable[[Entry], dict[str, Any]],
+    items: list[Item],
+    task_data: Callable[[Item], dict[str, Any]],
     created_at: str,
     from_name: str = "label",
     to_name: str = "text",
 ) -> list[dict[str, Any]]:
     """Tasks in Label Studio's JSON export format, pre-annotated from the folder labels."""
     tasks = []
-    for number, entry in enumerate(entries, start=1):
-        assert entry.label is not None
-        result = label_result(entry.label, from_name, to_name)
+    for number, item in enumerate(items, start=1):
+        result = label_result(item.label, from_name, to_name)
         tasks.append({
             "id": number,
-            "data": {**task_data(entry), "item_id": entry.item_id, "path": entry.path},
+            "data": {**task_data(item), "item_id": item.item_id, "path": item.path},
             "predictions": [{"model_version": "folder", "result": result}],
             "annotations": [{
                 "id": number,
@@ -78,7 +78,8 @@ def store_labels(
     db: Database,
     store: MLDataStore,
     dataset: DatasetVersion,
-    task_data: Callable[[Entry], dict[str, Any]],
+    items: list[Item],
+    task_data: Callable[[Item], dict[str, Any]],
     to_name: str = "text",
 ) -> dict[str, int]:
     """Write the export per split and its rows to the label tables; idempotent per version."""
@@ -89,17 +90,19 @@ def store_labels(
         if export_path.exists():
             tasks = json.loads(export_path.read_text())
         else:
-            tasks = export_tasks(dataset.manifest.split(split), task_data, created_at,
+            tasks = export_tasks([i for i in items if i.split == split], task_data, created_at,
                                  to_name=to_name)
             export_path.write_text(json.dumps(tasks))
         rows = rows_from_export(tasks)
-        with db.connect() as conn, conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {split}_labels (usecase, dataset_version, item_id, file_path, label,"
-                " creator, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (dataset_version, item_id) DO NOTHING",
-                [(dataset.manifest.usecase, dataset.id, *row) for row in rows],
-            )
+        with db.connect() as conn:
+            present = conn.execute(f"SELECT count(*) FROM {split}_labels"
+                                   " WHERE dataset_version = %s", (dataset.id,)).fetchone()
+            if present is not None and present[0] == 0:
+                with conn.cursor().copy(
+                        f"COPY {split}_labels (usecase, dataset_version, item_id, file_path,"
+                        " label, creator, created_at) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row((dataset.manifest.usecase, dataset.id, *row))
         stored[split] = len(rows)
     return stored
 

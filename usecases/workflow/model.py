@@ -2,17 +2,15 @@
 
 Training always goes through Determined: locally through its local training mode (no master),
 with the trial class and experiment YAML that a cluster runs unchanged. The local search runs
-ASHA (Optuna's successive-halving pruner) over the search space of the same YAML.
+ASHA (Optuna's successive-halving pruner) over the search space of the same YAML. How one trial
+trains (PyTorchTrial or Keras through the Core API) is the use case's ``train``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,12 @@ import optuna
 import yaml
 
 from usecases.errors import CDLError
+from usecases.workflow.usecase import History, OnValidation
 
-TrialFactory = Callable[..., Any]
 Progress = Callable[[int, int, dict[str, float]], None]
+# (config, hparams, epochs, on_validation) -> (validation history, final checkpoint or None)
+TrainFn = Callable[[dict[str, Any], dict[str, Any], int, OnValidation | None],
+                   tuple[History, Path | None]]
 
 
 @dataclass
@@ -102,84 +103,10 @@ def training_epochs(config: dict[str, Any], hparams: dict[str, Any]) -> int:
     return int(hparams["epochs"])
 
 
-@contextlib.contextmanager
-def _determined_local(model_dir: Path, checkpoint_root: Path) -> Iterator[None]:
-    """Local training mode: checkpoints under the state dir, code copied from the model dir."""
-    previous = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(checkpoint_root)
-    logging.getLogger("determined").setLevel(logging.WARNING)
-    try:
-        with contextlib.chdir(model_dir):
-            yield
-    finally:
-        if previous is None:
-            os.environ.pop("XDG_DATA_HOME", None)
-        else:
-            os.environ["XDG_DATA_HOME"] = previous
-
-
-class _Pruned(Exception):
-    pass
-
-
-def train(
-    trial_class: type,
-    config: dict[str, Any],
-    hparams: dict[str, Any],
-    epochs: int,
-    model_dir: Path,
-    checkpoint_root: Path,
-    on_validation: Callable[[int, dict[str, float]], bool] | None = None,
-) -> tuple[list[dict[str, float]], Path | None]:
-    """Train one trial with Determined's local training mode.
-
-    ``on_validation(epoch, metrics)`` returning True stops the trial (ASHA pruning). Returns the
-    validation history and the final checkpoint's folder (None when stopped early).
-    """
-    import torch
-    from determined import pytorch
-
-    history: list[dict[str, float]] = []
-    written: list[Path] = []
-
-    class Observer(pytorch.PyTorchCallback):
-        def on_validation_end(self, metrics: dict[str, Any]) -> None:
-            history.append({k: float(v) for k, v in metrics.items()})
-            if on_validation is not None and on_validation(len(history), history[-1]):
-                raise _Pruned
-
-        def on_checkpoint_write_end(self, checkpoint_dir: str) -> None:
-            written.append(Path(checkpoint_dir))
-
-    class Observed(trial_class):
-        def build_callbacks(self) -> dict[str, Any]:
-            return {**super().build_callbacks(), "cdl-observer": Observer()}
-
-    torch.manual_seed(int(config.get("reproducibility", {}).get("experiment_seed", 0)))
-    with _determined_local(model_dir, checkpoint_root):
-        try:
-            # TensorBoard files are a cluster feature (the master serves them); none locally.
-            with pytorch.init(hparams=hparams, exp_conf=config,
-                              enable_tensorboard_logging=False) as context:
-                trainer = pytorch.Trainer(Observed(context), context)
-                trainer.fit(
-                    max_length=pytorch.Epoch(epochs),
-                    validation_period=pytorch.Epoch(1),
-                    checkpoint_period=pytorch.Epoch(epochs),
-                    checkpoint_policy="none",
-                    reporting_period=pytorch.Batch(10_000),
-                )
-        except _Pruned:
-            return history, None
-    return history, (written[-1] if written else None)
-
-
 def search(
-    trial_class: type,
+    train: TrainFn,
     config: dict[str, Any],
     max_trials: int,
-    model_dir: Path,
-    checkpoint_root: Path,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> SearchResult:
@@ -208,8 +135,7 @@ def search(
                 progress(trial.number, epoch, metrics)
             return trial.should_prune()
 
-        history, checkpoint = train(trial_class, config, hparams, max_epochs, model_dir,
-                                    checkpoint_root, on_validation)
+        history, checkpoint = train(config, hparams, max_epochs, on_validation)
         state = "completed" if checkpoint is not None else "pruned"
         result.trials.append(TrialOutcome(trial.number, hparams, state, len(history),
                                           history[-1] if history else {}, checkpoint))
@@ -222,10 +148,8 @@ def search(
 
 
 def single(
-    trial_class: type,
+    train: TrainFn,
     config: dict[str, Any],
-    model_dir: Path,
-    checkpoint_root: Path,
     progress: Progress | None = None,
 ) -> SearchResult:
     """One training run with the fixed hyperparameters of a single-searcher config."""
@@ -237,8 +161,7 @@ def single(
             progress(0, epoch, metrics)
         return False
 
-    history, checkpoint = train(trial_class, config, hparams, epochs, model_dir, checkpoint_root,
-                                on_validation)
+    history, checkpoint = train(config, hparams, epochs, on_validation)
     result = SearchResult(config)
     result.trials.append(TrialOutcome(0, hparams, "completed", len(history),
                                       history[-1] if history else {}, checkpoint))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from usecases.stores.mldata import Entry, MLDataStore
-from usecases.workflow.data import Candidate
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow.data import Candidate, DatasetVersion
+
+History = list[dict[str, float]]
+# (epoch, validation metrics) -> True to stop the trial early (ASHA pruning)
+OnValidation = Callable[[int, dict[str, float]], bool]
 
 
 @dataclass
@@ -22,29 +27,51 @@ class DataOptions:
     vocab: Path | None = None  # BBC: defaults to the dataset's own bbc.vocab
 
 
+@dataclass(frozen=True)
+class Item:
+    """One labelled example of a dataset version (an article, an image)."""
+
+    item_id: str
+    path: str  # where it lives in the raw data (a file, or file#index)
+    label: str
+    split: str  # "train" | "test"
+    group: str  # items sharing a group (exact duplicates) stay in one split
+    source: str  # how the use case finds its content in the ML Data store
+
+
 class UseCase(Protocol):
     name: str
     model_name: str
-    model_dir: Path  # Determined model definition: trial + experiment YAMLs
+    model_dir: Path  # Determined model definition: trial code + experiment YAMLs
     label_to_name: str  # Label Studio object tag the labels annotate
+    validation_fraction: float  # of the training split, held out for the search
 
     @property
     def classes(self) -> tuple[str, ...]: ...
 
-    @property
-    def trial_class(self) -> type: ...
-
     def default_data(self) -> Path: ...
 
     def scan(self, options: DataOptions) -> tuple[list[Candidate], dict[str, Any]]:
-        """Collect the raw folder: every file with its label and verdict; the rules used."""
+        """Collect the raw folder: every file with its verdict; the rules used."""
 
-    def task_data(self, entry: Entry, store: MLDataStore) -> dict[str, Any]:
+    def needs_split(self) -> bool:
+        """True when the workflow draws the train/test split; False for an official one."""
+
+    def items(self, dataset: DatasetVersion, store: MLDataStore) -> list[Item]:
+        """The labelled examples of a version, with their train/test split."""
+
+    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
         """The ``data`` of the item's Label Studio task."""
 
-    def featurize(self, entries: list[Entry], store: MLDataStore,
+    def featurize(self, items: list[Item], store: MLDataStore,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
-        """Model inputs for the entries (one row each) and what identifies the transformation."""
+        """Model inputs for the items (one row each) and what identifies the transformation."""
+
+    def train(self, config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+              checkpoint_root: Path, on_validation: OnValidation | None) -> tuple[History,
+                                                                                  Path | None]:
+        """One Determined trial; returns validation history and final checkpoint (None if
+        stopped early)."""
 
     def export(self, checkpoint: Path, hparams: dict[str, Any], features: Path,
                folder: Path) -> None:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from usecases.bbc.dataset import TextRules, scan
+from usecases.bbc.usecase import USECASE
 from usecases.stores.database import Database
 from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import SplitRules, ingest
@@ -22,7 +23,8 @@ def _dataset(tmp_path: Path, db: Database) -> tuple[MLDataStore, object]:
 def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
         tmp_path: Path, db: Database) -> None:
     store, dataset = _dataset(tmp_path, db)
-    stored = store_labels(db, store, dataset, lambda e: {"text": "t"})  # type: ignore[arg-type]
+    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
+    stored = store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
     assert stored == {"train": 40, "test": 10}
     tasks = json.loads((store.version_dir(dataset.id) / "labels-train.json").read_text())  # type: ignore[attr-defined]
     task = tasks[0]
@@ -42,8 +44,9 @@ def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
 
 def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, db: Database) -> None:
     store, dataset = _dataset(tmp_path, db)
+    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
     for _ in range(2):
-        store_labels(db, store, dataset, lambda e: {"text": "t"})  # type: ignore[arg-type]
+        store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
     assert len(load_labels(db, dataset.id, "train")) == 40  # type: ignore[attr-defined]
     with db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM test_labels").fetchone() == (10,)

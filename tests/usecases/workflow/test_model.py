@@ -10,7 +10,7 @@ import pytest
 from usecases.bbc.trial import NewsTrial
 from usecases.bbc.usecase import MODEL_DIR
 from usecases.errors import CDLError
-from usecases.workflow import model
+from usecases.workflow import model, training
 
 
 def test_search_space_is_read_from_the_determined_yaml() -> None:
@@ -57,12 +57,17 @@ def _config(features: Path, name: str, epochs: int) -> dict[str, object]:
     return config
 
 
+def _trainer(checkpoints: Path) -> model.TrainFn:
+    return lambda config, hparams, epochs, on_validation: training.train_pytorch(
+        NewsTrial, MODEL_DIR, config, hparams, epochs, checkpoints, on_validation)
+
+
 def test_asha_trains_through_determined_and_prunes(tmp_path: Path) -> None:
     features = _features(tmp_path / "features")
     checkpoints = tmp_path / "checkpoints"
     config = _config(features, "adaptive.yaml", epochs=4)
     seen: list[tuple[int, int]] = []
-    result = model.search(NewsTrial, config, 6, MODEL_DIR, checkpoints,
+    result = model.search(_trainer(checkpoints), config, 6,
                           progress=lambda t, e, m: seen.append((t, e)))
     assert len(result.trials) == 6
     states = {t.state for t in result.trials}
@@ -84,7 +89,7 @@ def test_asha_trains_through_determined_and_prunes(tmp_path: Path) -> None:
 
 def test_single_training_uses_the_const_config(tmp_path: Path) -> None:
     config = _config(_features(tmp_path / "features"), "const.yaml", epochs=2)
-    result = model.single(NewsTrial, config, MODEL_DIR, tmp_path / "checkpoints")
+    result = model.single(_trainer(tmp_path / "checkpoints"), config)
     (trial,) = result.trials
     assert trial.epochs == 2 and trial.hparams["hidden_size"] == 256
     assert result.metric == "validation_loss"

@@ -1,0 +1,145 @@
+"""Use case 2 (paper §5.2): Fashion-MNIST image classification with Keras under Determined."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usecases.errors import CDLError
+from usecases.fmnist import idx
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow import training
+from usecases.workflow.data import Candidate, DatasetVersion
+from usecases.workflow.usecase import DataOptions, History, Item, OnValidation
+
+MODEL_DIR = Path(__file__).parent
+DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot")
+
+
+@functools.lru_cache(maxsize=2)
+def _images(store: MLDataStore, split: str, images_sha: str) -> np.ndarray:
+    name = idx.FILES[split][0]
+    return idx.parse(name, idx.decompress(name, store.get(images_sha)), 3)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(store: MLDataStore, split: str, images_sha: str, labels_sha: str) -> idx.Split:
+    return idx.read_split(split, store.get(images_sha), store.get(labels_sha))
+
+
+class FashionMNIST:
+    name = "fmnist"
+    model_name = "fmnist"
+    classes = CLASSES
+    model_dir = MODEL_DIR
+    label_to_name = "image"
+    validation_fraction = 0.2
+
+    def default_data(self) -> Path:
+        return DEFAULT_DATA
+
+    def scan(self, options: DataOptions) -> tuple[list[Candidate], dict[str, Any]]:
+        """The four IDX files, validated; anything else in the folder is quarantined."""
+        folder = options.folder
+        expected = {name for pair in idx.FILES.values() for name in pair}
+        missing = sorted(name for name in expected if not (folder / name).is_file())
+        if missing:
+            raise CDLError(f"{folder} lacks {', '.join(missing)}",
+                           "install Debian's dataset-fashion-mnist or pass --data with the "
+                           "four official IDX .gz files")
+        blobs = {name: (folder / name).read_bytes() for name in expected}
+        for split, (images, labels) in idx.FILES.items():
+            idx.read_split(split, blobs[images], blobs[labels])  # raises on a bad file
+        candidates = [Candidate(name, name, blob, None, "valid")
+                      for name, blob in sorted(blobs.items())]
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rel = path.relative_to(folder).as_posix()
+            if rel not in expected:
+                candidates.append(Candidate(rel, rel, path.read_bytes(), None, "quarantined",
+                                            "not one of the four Fashion-MNIST IDX files"))
+        return candidates, {"format": "idx-ubyte-gz", "image_shape": list(idx.IMAGE_SHAPE)}
+
+    def needs_split(self) -> bool:
+        return False  # the dataset ships its own train (60,000) / test (10,000) split
+
+    def _splits(self, version: DatasetVersion, store: MLDataStore) -> dict[str, tuple[str,
+                                                                                      idx.Split]]:
+        sha = {e.path: e.sha256 for e in version.manifest.entries if e.status == "valid"}
+        return {split: (sha[images], _read(store, split, sha[images], sha[labels]))
+                for split, (images, labels) in idx.FILES.items()}
+
+    def items(self, version: DatasetVersion, store: MLDataStore) -> list[Item]:
+        found = []
+        for split, (images_sha, data) in self._splits(version, store).items():
+            name = idx.FILES[split][0]
+            for i, (pixels, label) in enumerate(zip(data.images, data.labels, strict=True)):
+                found.append(Item(f"{split}/{i:05d}", f"{name}#{i}", CLASSES[label], split,
+                                  hashlib.blake2b(pixels.tobytes(), digest_size=8).hexdigest(),
+                                  f"{images_sha}#{i}"))
+        return found
+
+    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
+        return {"image": item.path}
+
+    def featurize(self, items: list[Item], store: MLDataStore,
+                  options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
+        rows = []
+        for item in items:
+            images_sha, index = item.source.split("#")
+            rows.append(_images(store, item.split, images_sha)[int(index)])
+        pixels = np.stack(rows) if rows else np.zeros((0, *idx.IMAGE_SHAPE), np.uint8)
+        return pixels, {"features": "pixels-uint8-v1"}
+
+    def train(self, config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+              checkpoint_root: Path, on_validation: OnValidation | None) -> tuple[History,
+                                                                                  Path | None]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from usecases.fmnist.train import fit
+
+        return training.train_keras(
+            lambda core, callback: fit(core, callback, config, hparams, epochs),
+            MODEL_DIR, epochs, checkpoint_root, on_validation)
+
+    def export(self, checkpoint: Path, hparams: dict[str, Any], features: Path,
+               folder: Path) -> None:
+        """The Keras model file and the label names: all serving needs, no Determined."""
+        self._load(checkpoint / training.KERAS_MODEL_FILE, "checkpoint", "delete it and run "
+                   "`cdl demo` again to retrain")
+        shutil.copyfile(checkpoint / training.KERAS_MODEL_FILE, folder / "model.keras")
+        (folder / "model.json").write_text(json.dumps({
+            "usecase": self.name,
+            "classes": list(self.classes),
+            "input_shape": list(idx.IMAGE_SHAPE),
+            "input": "uint8 pixels 0..255, normalized to 0..1 by usecases.fmnist.model",
+            "hidden_size": int(hparams["hidden_size"]),
+        }, indent=1))
+        shutil.copytree(checkpoint, folder / "checkpoint")
+
+    def _load(self, path: Path, what: str, fix: str) -> Any:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        try:
+            return keras.models.load_model(path)
+        except Exception as exc:  # any unreadable model file is reported the same way
+            raise CDLError(f"{what} {path} is corrupt ({type(exc).__name__})", fix) from None
+
+    def predict(self, artifact: Path, inputs: np.ndarray) -> np.ndarray:
+        from usecases.fmnist.model import normalize
+
+        model = self._load(artifact / "model.keras", "model", "run `cdl demo` again to train "
+                           "and register a new version")
+        logits = model.predict(normalize(inputs), batch_size=1024, verbose=0)
+        return np.asarray(logits).argmax(axis=1)
+
+
+USECASE = FashionMNIST()
