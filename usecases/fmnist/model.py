@@ -15,8 +15,13 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) / 255.0
 
 
-def build(hidden_size: int, learning_rate: float, decay_steps: int) -> Any:
-    """The compiled model; Adam's learning rate follows a cosine decay over the planned steps."""
+def build(hidden_size: int, learning_rate: float, decay_steps: int,
+          steps_per_execution: int = 1) -> Any:
+    """The compiled model; Adam's learning rate follows a cosine decay over the planned steps.
+
+    ``steps_per_execution`` > 1 runs several batches per device call: on a GPU this model is
+    launch-bound at small batches, and fusing steps is what keeps the device busy.
+    """
     import keras
 
     model = keras.Sequential([
@@ -30,5 +35,6 @@ def build(hidden_size: int, learning_rate: float, decay_steps: int) -> Any:
             keras.optimizers.schedules.CosineDecay(learning_rate, max(decay_steps, 1))),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
     return model

@@ -87,6 +87,13 @@ def store_labels(
     stored = {}
     for split in SPLITS:
         export_path = store.version_dir(dataset.id) / f"labels-{split}.json"
+        with db.connect() as conn:
+            row = conn.execute(f"SELECT count(*) FROM {split}_labels"
+                               " WHERE dataset_version = %s", (dataset.id,)).fetchone()
+        present = int(row[0]) if row else 0
+        if present and export_path.exists():
+            stored[split] = present  # this version's labels are stored already
+            continue
         if export_path.exists():
             tasks = json.loads(export_path.read_text())
         else:
@@ -95,9 +102,7 @@ def store_labels(
             export_path.write_text(json.dumps(tasks))
         rows = rows_from_export(tasks)
         with db.connect() as conn:
-            present = conn.execute(f"SELECT count(*) FROM {split}_labels"
-                                   " WHERE dataset_version = %s", (dataset.id,)).fetchone()
-            if present is not None and present[0] == 0:
+            if not present:
                 with conn.cursor().copy(
                         f"COPY {split}_labels (usecase, dataset_version, item_id, file_path,"
                         " label, creator, created_at) FROM STDIN") as copy:

@@ -1,10 +1,11 @@
-"""Time each stage of the BBC demo (`cdl demo --usecase bbc`), installs excluded.
+"""Time each stage of `cdl demo --usecase NAME`, installs excluded.
 
 Runs the real command in a fresh state directory (cold: new database, new dataset version,
 features computed) and then again in the same one (warm: dataset and features reused), and
 prints a table of the stage timings from the reports plus the wall time of each process.
 
-    .venv/bin/python benchmarks/bbc_demo.py [--data DIR] [--trials N] [--repeat K] [--out FILE]
+    .venv/bin/python benchmarks/demo.py [--usecase bbc|fmnist] [--data DIR] [--trials N]
+                                        [--repeat K] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -36,23 +35,25 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
-def run_demo(home: Path, data: Path, trials: int) -> dict[str, Any]:
+def run_demo(home: Path, usecase: str, data: Path | None, trials: int) -> dict[str, Any]:
     report = home.parent / f"report-{time.monotonic_ns()}.json"
+    command = [sys.executable, "-m", "usecases.cli", "demo", "--usecase", usecase,
+               "--trials", str(trials), "--report", str(report)]
+    if data is not None:
+        command += ["--data", str(data)]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "usecases.cli", "demo", "--usecase", "bbc", "--data",
-                    str(data), "--trials", str(trials), "--report", str(report)],
-                   env={**os.environ, "CDL_HOME": str(home)}, check=True,
+    subprocess.run(command, env={**os.environ, "CDL_HOME": str(home)}, check=True,
                    stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    result = json.loads(report.read_text())["usecases"]["bbc"]
+    result = json.loads(report.read_text())["usecases"][usecase]
     return {"wall": round(wall, 2), "timings": result["timings"],
             "test_accuracy": result["test_accuracy"], "val_accuracy": result["val_accuracy"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(os.environ.get("CDL_DATASETS", REPO.parent / "shared" / "datasets"))
-    parser.add_argument("--data", type=Path, default=default_data / "bbc")
+    parser.add_argument("--usecase", choices=["bbc", "fmnist"], default="bbc")
+    parser.add_argument("--data", type=Path, help="default: the use case's own default")
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="cold+warm pairs to run")
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
@@ -62,12 +63,13 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "cdl"
-            runs["cold"].append(run_demo(home, args.data, args.trials))
-            runs["warm"].append(run_demo(home, args.data, args.trials))
+            runs["cold"].append(run_demo(home, args.usecase, args.data, args.trials))
+            runs["warm"].append(run_demo(home, args.usecase, args.data, args.trials))
 
     stages = list(runs["cold"][0]["timings"])
     print(f"machine: {machine()}")
-    print(f"`cdl demo --usecase bbc --trials {args.trials}`, median of {args.repeat} runs\n")
+    print(f"`cdl demo --usecase {args.usecase} --trials {args.trials}`, median of "
+          f"{args.repeat} runs\n")
     print("| stage | cold (s) | warm (s) |")
     print("|---|---|---|")
     for stage in [*stages, "wall"]:
@@ -80,7 +82,8 @@ def main() -> None:
     print(f"\ntest accuracy: min {min(accuracies):.3f}, median "
           f"{statistics.median(accuracies):.3f}, max {max(accuracies):.3f}")
     if args.out:
-        args.out.write_text(json.dumps({"machine": machine(), "trials": args.trials,
+        args.out.write_text(json.dumps({"machine": machine(), "usecase": args.usecase,
+                                        "trials": args.trials,
                                         "runs": runs}, indent=1))
 
 
