@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def load(folder: Path) -> tuple[np.ndarray, ...]:
     from usecases.fmnist.idx import FILES, read_split
-    from usecases.fmnist.model import normalize
+    from usecases.serving.fashion import normalize
 
     images, labels = FILES["train"]
     split = read_split("train", (folder / images).read_bytes(), (folder / labels).read_bytes())

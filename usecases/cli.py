@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -124,15 +125,17 @@ def demo(
     min_chars: MinChars = 100,
     vocab: VocabOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")] = 42,
+    smoke: Annotated[int, typer.Option("--smoke", min=0, help="Held-out examples sent through "
+                                       "the served model; 0 skips deployment.")] = 20,
 ) -> None:
-    """Run the data and model pipelines of the use cases end to end on this machine."""
+    """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import demo as pipeline
 
     def action() -> None:
         cases = _usecases(usecase, data)
         state = State.from_env()
         runs = [(case, pipeline.DemoOptions(_options(case, data, max_bytes, min_chars, vocab),
-                                            trials=trials, gate=gate, seed=seed))
+                                            trials=trials, gate=gate, seed=seed, smoke=smoke))
                 for case in cases]
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
@@ -196,6 +199,63 @@ def evaluate(
         if not entry.gate_passed:
             raise GateFailed(f"test accuracy {accuracy:.3f} is below the gate {gate:g}",
                              "retrain with `cdl demo` or lower --gate deliberately")
+
+    _run(action)
+
+
+@app.command()
+def serve(
+    http_port: Annotated[int, typer.Option("--http-port", min=1, max=65535)] = 8080,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", min=1, max=65535)] = 8081,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="MLServer inference "
+                                         "worker processes (0: in the server process).")] = 1,
+) -> None:
+    """Serve the packaged, approved models with MLServer on 127.0.0.1 until interrupted."""
+    from usecases.stores.database import open_database
+    from usecases.workflow import deploy
+
+    def action() -> None:
+        state = State.from_env()
+        repository = state.home / "serving" / "models"
+        folders = sorted(p.parent for p in repository.glob("*/model-settings.json"))
+        if not folders:
+            raise CDLError(f"no packaged model in {repository}",
+                           "run `cdl demo` first: it packages every approved model")
+        signal.signal(signal.SIGTERM, _interrupt)
+        # An interrupt at any point (even while MLServer starts) unwinds the context managers:
+        # MLServer and the database stop, and the command ends normally.
+        with contextlib.suppress(KeyboardInterrupt), open_database(state) as db:
+            for folder in folders:
+                deploy.check_current(folder, db, state.models)
+            with deploy.serve(repository, state.logs / "mlserver.log", http_port, grpc_port,
+                              db.conninfo, workers) as server:
+                for folder in folders:
+                    console.print(f"serving {server.url}/v2/models/{folder.name}/infer")
+                console.print("[dim]Ctrl-C stops the server")
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+                raise CDLError(f"MLServer exited with status {server.process.returncode}",
+                               f"read {server.log}")
+        console.print("stopped")
+
+    _run(action)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def scoring(
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+) -> None:
+    """Summarise Scoring Data: requests, class mix, latency percentiles, drift (JSON)."""
+    from usecases.stores.database import open_database
+    from usecases.workflow.scoring import summarize
+
+    def action() -> None:
+        with open_database(State.from_env()) as db:
+            print(json.dumps(summarize(db, model), indent=2))
 
     _run(action)
 

@@ -178,3 +178,8 @@ def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
     assert fmnist["test_accuracy"] >= 0.85 and fmnist["gate_passed"] is True
     assert fmnist["model"]["name"] == "fmnist" and fmnist["model"]["hparams"]["hidden_size"]
     assert usecases["bbc"]["gate_passed"] is True
+    for name, report in usecases.items():
+        smoke = report["serving"]["smoke"]
+        assert smoke["requests"] == 20, name
+        assert smoke["matches_offline"] is True, name
+        assert smoke["scored"] == smoke["requests"], name  # a Scoring Data row per request

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from determined import pytorch
 from torch.utils.data import TensorDataset
 
-from usecases.bbc.model import NewsClassifier
+from usecases.serving.news import NewsClassifier
 
 
 def load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ class BBCNews:
     model_dir = MODEL_DIR
     label_to_name = "text"
     validation_fraction = 0.1
+    runtime = "news.NewsRuntime"
 
     def default_data(self) -> Path:
         datasets = os.environ.get("CDL_DATASETS")
@@ -101,6 +102,7 @@ class BBCNews:
         (folder / "model.json").write_text(json.dumps({
             "usecase": self.name,
             "classes": list(self.classes),
+            "weights": "model.pt",
             "n_features": n_features,
             "hidden_size": int(hparams["hidden_size"]),
             "dropout": float(hparams["dropout"]),
@@ -111,22 +113,39 @@ class BBCNews:
     def predict(self, artifact: Path, inputs: np.ndarray) -> np.ndarray:
         import torch
 
-        from usecases.bbc.model import NewsClassifier
+        from usecases.serving.news import load_network
 
         meta = json.loads((artifact / "model.json").read_text())
-        model = NewsClassifier(meta["n_features"], len(meta["classes"]), meta["hidden_size"],
-                               meta["dropout"])
         try:
-            model.load_state_dict(torch.load(artifact / "model.pt", map_location="cpu",
-                                             weights_only=True))
+            model = load_network(artifact, meta)
         except Exception as exc:
-            raise CDLError(f"model weights {artifact / 'model.pt'} are corrupt "
-                           f"({type(exc).__name__})",
+            weights = artifact / meta.get("weights", "model.pt")
+            raise CDLError(f"model weights {weights} are corrupt ({type(exc).__name__})",
                            "run `cdl demo` again to train and register a new version") from None
-        model.eval()
         with torch.no_grad():
             logits = model(torch.from_numpy(inputs.astype(np.float32)))
         return logits.argmax(dim=1).numpy()
+
+
+    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+        texts = [dataset.clean(store.get(i.source))[0] for i in items]
+        return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)],
+                            "data": texts}]}
+
+    def compress(self, artifacts: Path, out: Path) -> None:
+        """PyTorch dynamic int8 quantization of the linear layers."""
+        import torch
+
+        from usecases.serving.news import load_network, quantize_dynamic
+
+        shutil.copytree(artifacts, out, ignore=shutil.ignore_patterns("checkpoint",
+                                                                      "digests.json"))
+        meta = json.loads((out / "model.json").read_text())
+        quantized = quantize_dynamic(load_network(out, meta))
+        torch.save(quantized.state_dict(), out / "model-int8.pt")
+        (out / "model.pt").unlink()
+        meta.update(weights="model-int8.pt", quantization="dynamic-int8")
+        (out / "model.json").write_text(json.dumps(meta, indent=1))
 
 
 USECASE = BBCNews()

@@ -1,18 +1,12 @@
 """The Fashion-MNIST classifier: Flatten → Dense(hidden, relu) → Dense(10), in Keras 3.
 
-Imported by training and by serving; pixels are normalized here so both see the same inputs.
+Training builds it here; serving loads the saved model and normalizes pixels with
+``usecases.serving.fashion.normalize``, which training uses too.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
-
-
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels (0..255) to float32 in 0..1."""
-    return pixels.astype(np.float32) / 255.0
 
 
 def build(hidden_size: int, learning_rate: float, decay_steps: int,

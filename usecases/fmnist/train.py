@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from usecases.fmnist.model import build, normalize
+from usecases.fmnist.model import build
+from usecases.serving.fashion import normalize
 from usecases.workflow.training import keras_callback_class, restore_keras
 
 

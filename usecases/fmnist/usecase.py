@@ -43,6 +43,7 @@ class FashionMNIST:
     model_dir = MODEL_DIR
     label_to_name = "image"
     validation_fraction = 0.2
+    runtime = "fashion.FashionRuntime"
 
     def default_data(self) -> Path:
         return DEFAULT_DATA
@@ -112,14 +113,20 @@ class FashionMNIST:
     def export(self, checkpoint: Path, hparams: dict[str, Any], features: Path,
                folder: Path) -> None:
         """The Keras model file and the label names: all serving needs, no Determined."""
-        self._load(checkpoint / training.KERAS_MODEL_FILE, "checkpoint", "delete it and run "
-                   "`cdl demo` again to retrain")
-        shutil.copyfile(checkpoint / training.KERAS_MODEL_FILE, folder / "model.keras")
+        trained = self._load(checkpoint / training.KERAS_MODEL_FILE, "checkpoint",
+                             "delete it and run `cdl demo` again to retrain")
+        import keras
+
+        # Serving needs the layers and weights, not the optimizer's state (half the file).
+        serving = keras.Sequential.from_config(trained.get_config())
+        serving.set_weights(trained.get_weights())
+        serving.save(folder / "model.keras")
         (folder / "model.json").write_text(json.dumps({
             "usecase": self.name,
             "classes": list(self.classes),
+            "weights": "model.keras",
             "input_shape": list(idx.IMAGE_SHAPE),
-            "input": "uint8 pixels 0..255, normalized to 0..1 by usecases.fmnist.model",
+            "input": "uint8 pixels 0..255, normalized to 0..1 by usecases.serving.fashion",
             "hidden_size": int(hparams["hidden_size"]),
         }, indent=1))
         shutil.copytree(checkpoint, folder / "checkpoint")
@@ -134,12 +141,34 @@ class FashionMNIST:
             raise CDLError(f"{what} {path} is corrupt ({type(exc).__name__})", fix) from None
 
     def predict(self, artifact: Path, inputs: np.ndarray) -> np.ndarray:
-        from usecases.fmnist.model import normalize
+        from usecases.serving.fashion import normalize
 
         model = self._load(artifact / "model.keras", "model", "run `cdl demo` again to train "
                            "and register a new version")
         logits = model.predict(normalize(inputs), batch_size=1024, verbose=0)
         return np.asarray(logits).argmax(axis=1)
+
+
+    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+        pixels, _ = self.featurize(items, store, DataOptions(Path(), 0, 0))
+        return {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape),
+                            "data": pixels.ravel().tolist()}]}
+
+    def compress(self, artifacts: Path, out: Path) -> None:
+        """Keras int8 weight quantization of the Dense layers."""
+        import warnings
+
+        shutil.copytree(artifacts, out, ignore=shutil.ignore_patterns("checkpoint",
+                                                                      "digests.json"))
+        meta = json.loads((out / "model.json").read_text())
+        model = self._load(out / meta["weights"], "model", "run `cdl demo` again")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "InputLayer/Flatten have no quantize method"
+            model.quantize("int8")
+        model.save(out / "model-int8.keras")
+        (out / meta["weights"]).unlink()
+        meta.update(weights="model-int8.keras", quantization="int8-weights")
+        (out / "model.json").write_text(json.dumps(meta, indent=1))
 
 
 USECASE = FashionMNIST()

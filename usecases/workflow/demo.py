@@ -1,8 +1,10 @@
-"""``cdl demo``: the data and model pipelines of each use case, end to end, on this machine."""
+"""``cdl demo``: the data, model and deployment pipelines of each use case on this machine."""
 
 from __future__ import annotations
 
 import contextlib
+import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from usecases.state import State
 from usecases.stores.database import Database, open_database
 from usecases.stores.mldata import MLDataStore
 from usecases.stores.registry import ModelRegistry, code_version, verify_artifacts
-from usecases.workflow import data, features, labeling, model
+from usecases.workflow import data, deploy, features, labeling, model
 from usecases.workflow.usecase import DataOptions, History, Item, OnValidation, UseCase
 
 
@@ -41,6 +43,8 @@ class DemoOptions:
     trials: int = 4
     gate: float = 0.7
     seed: int = 42
+    smoke: int = 20  # held-out examples sent through the served model; 0: no deployment
+    max_request_bytes: int = 1024 * 1024
 
 
 @dataclass
@@ -132,7 +136,7 @@ def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
 
 
 def run_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptions,
-                display: Display, timer: Timer) -> dict[str, Any]:
+                display: Display, timer: Timer) -> tuple[dict[str, Any], Prepared]:
     """Data pipeline, labels, search/train, register, evaluate, gate. Returns the report."""
     prepared = prepare(usecase, state, options.data, db, display, timer, options.seed)
     dataset, features_dir = prepared.dataset, prepared.features
@@ -197,25 +201,105 @@ def run_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptio
         "gate": {"threshold": options.gate},
         "gate_passed": bool(evaluated.gate_passed),
         "timings": timer.timings,
-    }
+    }, prepared
+
+
+def deploy_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptions,
+                   prepared: Prepared, report: dict[str, Any], display: Display,
+                   timer: Timer) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Package the approved version (compressed when that costs at most a point of accuracy);
+    return the smoke's single-item requests, their true labels and the offline predictions."""
+    registry = ModelRegistry(db, state.models)
+    entry = registry.get(usecase.model_name, report["model"]["version"])
+    deploy.approved(entry)
+    store = MLDataStore(state.mldata)
+    test = [i for i in prepared.items if i.split == "test"]
+    truth = [i.label for i in test]
+    sample = random.Random(options.seed).sample(range(len(test)), min(options.smoke, len(test)))
+    singles = [usecase.payload([test[i]], store) for i in sample]
+    build = state.dir("serving", "build", f"{usecase.model_name}-v{entry.version}")
+    with timer("package", display, f"{usecase.name}: packaging + compression for MLServer"):
+        original = deploy.write_folder(build / "original", usecase.model_name, entry.version,
+                                       usecase.runtime, entry.artifact_path,
+                                       options.max_request_bytes)
+        compressed_artifacts = build / "compressed-artifacts"
+        if compressed_artifacts.exists():
+            shutil.rmtree(compressed_artifacts)
+        usecase.compress(entry.artifact_path, compressed_artifacts)
+        compressed = deploy.write_folder(build / "compressed", usecase.model_name,
+                                         entry.version, usecase.runtime, compressed_artifacts,
+                                         options.max_request_bytes)
+        comparison = deploy.compare(original, compressed, singles[:50],
+                                    usecase.payload(test, store), truth)
+        chosen = compressed if comparison["kept"] else original
+        folder = deploy.write_folder(
+            deploy.model_folder(state.dir("serving", "models"), usecase.model_name),
+            usecase.model_name, entry.version, usecase.runtime, chosen / "artifacts",
+            options.max_request_bytes)
+        offline = deploy.InProcess(folder).labels(
+            usecase.payload([test[i] for i in sample], store))
+    display.note(f"{usecase.name}: compressed {comparison['compressed']['weights']} "
+                 f"{'kept' if comparison['kept'] else 'dropped'} (accuracy "
+                 f"{comparison['original']['test_accuracy']:.4f} → "
+                 f"{comparison['compressed']['test_accuracy']:.4f}, "
+                 f"{comparison['original']['bytes']} → {comparison['compressed']['bytes']} "
+                 f"bytes)")
+    report["compression"] = comparison
+    return singles, [truth[i] for i in sample], offline
 
 
 def run(runs: list[tuple[UseCase, DemoOptions]], state: State,
         display: Display) -> dict[str, dict[str, Any]]:
-    """Each use case in turn against one database (started and stopped here if needed)."""
+    """Each use case in turn against one database (started and stopped here if needed), then
+    the approved models served together by one MLServer and smoke-tested."""
     for _, options in runs:
         data.check_source(options.data.folder)
     reports: dict[str, dict[str, Any]] = {}
+    smokes: dict[str, tuple[list[dict[str, Any]], list[str], list[str]]] = {}
     with contextlib.ExitStack() as services:
         start = time.perf_counter()
         timer = Timer()  # the first use case's timings include starting the database
         with timer("database", display, "Starting PostgreSQL"):
             db = services.enter_context(open_database(state))
         for usecase, options in runs:
-            reports[usecase.name] = run_usecase(usecase, state, db, options, display, timer)
+            report, prepared = run_usecase(usecase, state, db, options, display, timer)
+            reports[usecase.name] = report
+            if options.smoke and report["gate_passed"]:
+                smokes[usecase.name] = deploy_usecase(usecase, state, db, options, prepared,
+                                                      report, display, timer)
             timer.timings["total"] = round(time.perf_counter() - start, 2)
             start, timer = time.perf_counter(), Timer()
+        if smokes:
+            serve_and_smoke(runs, smokes, reports, state, db, display)
     return reports
+
+
+def serve_and_smoke(runs: list[tuple[UseCase, DemoOptions]],
+                    smokes: dict[str, tuple[list[dict[str, Any]], list[str], list[str]]],
+                    reports: dict[str, dict[str, Any]], state: State, db: Database,
+                    display: Display) -> None:
+    timer = Timer()
+    with contextlib.ExitStack() as stack:
+        with timer("serve", display, "Starting MLServer on 127.0.0.1"):
+            server = stack.enter_context(deploy.serve(
+                state.dir("serving", "models"), state.logs / "mlserver.log", deploy.free_port(),
+                deploy.free_port(), db.conninfo))
+        for usecase, _ in runs:
+            if usecase.name not in smokes:
+                continue
+            payloads, truth, offline = smokes[usecase.name]
+            with timer(f"smoke_{usecase.name}", display,
+                       f"{usecase.name}: smoke, {len(payloads)} requests"):
+                result = deploy.smoke(server.url, usecase.model_name, payloads, truth, offline,
+                                      db.conninfo)
+            reports[usecase.name]["serving"] = {
+                "url": f"{server.url}/v2/models/{usecase.model_name}",
+                "model_version": reports[usecase.name]["model"]["version"],
+                "smoke": result,
+            }
+    for name in smokes:
+        reports[name]["timings"]["serve"] = timer.timings["serve"]
+        reports[name]["timings"]["smoke"] = timer.timings[f"smoke_{name}"]
 
 
 def gate_error(name: str, report: dict[str, Any]) -> CDLError | None:

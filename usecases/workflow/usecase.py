@@ -79,3 +79,13 @@ class UseCase(Protocol):
 
     def predict(self, artifact: Path, inputs: np.ndarray) -> np.ndarray:
         """Class indices predicted by a registered version's artifacts."""
+
+    @property
+    def runtime(self) -> str:
+        """The MLServer runtime class inside the ``cdl_serving`` package (``module.Class``)."""
+
+    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+        """A V2 inference request carrying the items' raw inputs (text, pixels)."""
+
+    def compress(self, artifacts: Path, out: Path) -> None:
+        """Write a compressed copy of the serving artifacts to ``out``."""

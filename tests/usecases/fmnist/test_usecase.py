@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from usecases.errors import CDLError
-from usecases.fmnist.idx import FILES, write_idx
+from usecases.fmnist.idx import FILES
 from usecases.fmnist.usecase import CLASSES, USECASE
 from usecases.stores.database import Database
 from usecases.stores.mldata import MLDataStore
@@ -15,20 +15,7 @@ from usecases.workflow import training
 from usecases.workflow.data import ingest
 from usecases.workflow.usecase import DataOptions
 
-
-def write_fmnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
-    """Small IDX files in the official layout: each class is a bright band at its own rows."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 2 * label + 4: 2 * label + 6, :] = 250
-        image_file, label_file = FILES[split]
-        (root / image_file).write_bytes(write_idx(images))
-        (root / label_file).write_bytes(write_idx(labels))
-    return root
+from ...rawdata import write_fmnist
 
 
 def _options(folder: Path) -> DataOptions:

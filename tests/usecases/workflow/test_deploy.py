@@ -1,0 +1,222 @@
+"""The deployment pipeline against a real MLServer on 127.0.0.1 and the real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+import torch
+
+from usecases.bbc.dataset import CLASSES
+from usecases.state import State
+from usecases.stores.database import open_database
+from usecases.workflow import deploy
+from usecases.workflow.scoring import summarize
+
+from ...rawdata import write_bbc, write_fmnist
+
+
+def cdl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
+    return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
+                          text=True, env={**env, "CDL_HOME": str(home)}, timeout=600,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both use cases trained on small data, approved, packaged and smoke-tested by `cdl demo`."""
+    root = tmp_path_factory.mktemp("deploy")
+    home = root / "home"
+    reports = {}
+    for name, raw in (("bbc", write_bbc(root / "bbc", per_class=16)),
+                      ("fmnist", write_fmnist(root / "fmnist"))):
+        report = root / f"{name}.json"
+        run = cdl(home, "demo", "--usecase", name, "--data", str(raw), "--trials", "1",
+                  "--smoke", "10", "--report", str(report))
+        assert run.returncode == 0, run.stderr[-3000:]
+        reports[name] = json.loads(report.read_text())["usecases"][name]
+    return {"home": home, "reports": reports, "repository": home / "serving" / "models"}
+
+
+@pytest.mark.parametrize("name", ["bbc", "fmnist"])
+def test_demo_smoke_matches_offline_and_is_scored(packaged: dict[str, Any], name: str) -> None:
+    serving = packaged["reports"][name]["serving"]
+    assert serving["smoke"]["requests"] == 10
+    assert serving["smoke"]["matches_offline"] is True
+    assert serving["smoke"]["scored"] == 10
+    assert serving["url"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("name", ["bbc", "fmnist"])
+def test_the_folder_is_self_contained(packaged: dict[str, Any], name: str) -> None:
+    model = "bbc-news" if name == "bbc" else "fmnist"
+    folder = packaged["repository"] / model
+    settings = json.loads((folder / "model-settings.json").read_text())
+    assert settings["implementation"].startswith("cdl_serving.")
+    assert settings["parameters"]["version"] == str(packaged["reports"][name]["model"]["version"])
+    code = "\n".join(p.read_text() for p in (folder / "cdl_serving").glob("*.py"))
+    assert "determined" not in code and "usecases" not in code.replace('"usecases', "")
+    assert not (folder / "artifacts" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("name", ["bbc", "fmnist"])
+def test_compression_is_compared_and_gated(packaged: dict[str, Any], name: str) -> None:
+    comparison = packaged["reports"][name]["compression"]
+    assert comparison["compressed"]["bytes"] < comparison["original"]["bytes"]
+    assert comparison["kept"] == (comparison["accuracy_drop"] <= deploy.MAX_ACCURACY_DROP)
+    model = "bbc-news" if name == "bbc" else "fmnist"
+    meta = json.loads((packaged["repository"] / model / "artifacts" / "model.json").read_text())
+    expected = comparison["compressed" if comparison["kept"] else "original"]["weights"]
+    assert meta["weights"] == expected
+
+
+def test_a_compressed_model_that_loses_accuracy_is_dropped(packaged: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    version = packaged["reports"]["bbc"]["model"]["version"]
+    build = packaged["home"] / "serving" / "build" / f"bbc-news-v{version}"
+    broken = tmp_path / "broken"
+    shutil.copytree(build / "compressed", broken)
+    meta = json.loads((broken / "artifacts" / "model.json").read_text())
+    with torch.no_grad():  # the int8 weights of a network that never learned anything
+        from usecases.serving.news import load_network
+
+        network = load_network(broken / "artifacts", meta)
+        for module in network.modules():
+            if hasattr(module, "set_weight_bias"):
+                weight, bias = module._weight_bias()
+                module.set_weight_bias(torch.quantize_per_tensor(
+                    torch.zeros_like(weight.dequantize()), 1.0, 0, torch.qint8), bias)
+        torch.save(network.state_dict(), broken / "artifacts" / meta["weights"])
+    texts = ["Profits at the bank rose as shares and the market grew.",
+             "The team won the cup final with a late goal."] * 10
+    batch = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [20], "data": texts}]}
+    singles = [{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [t]}]}
+               for t in texts[:4]]
+    result = deploy.compare(build / "original", broken, singles, batch,
+                            ["business", "sport"] * 10)
+    assert result["original"]["test_accuracy"] == 1.0
+    assert result["accuracy_drop"] > deploy.MAX_ACCURACY_DROP and result["kept"] is False
+
+
+@pytest.fixture(scope="module")
+def server(packaged: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    state = State.from_env(packaged["home"])
+    with open_database(state) as db, deploy.serve(
+            packaged["repository"], state.logs / "mlserver-test.log", deploy.free_port(),
+            deploy.free_port(), db.conninfo) as running:
+        yield running.url, db.conninfo
+
+
+def _text(data: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(data)], "data": data}]}
+
+
+BAD_REQUESTS = [
+    ("bbc-news", b"{not json", 422, "JSON decode error"),
+    ("bbc-news", _text([""]), 400, "item 0 is empty"),
+    ("bbc-news", {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]},
+     400, "datatype BYTES"),
+    ("bbc-news", {"inputs": [{"name": "words", "datatype": "BYTES", "shape": [1],
+                              "data": ["x"]}]}, 400, "input 'text' is missing"),
+    ("bbc-news", _text(["vote " * 250_000]), 413, "payload too large"),
+    ("fmnist", {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 28, 27],
+                            "data": [0] * 756}]}, 400, "shape [n, 28, 28]"),
+    ("fmnist", {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 28, 28],
+                            "data": [0.5] * 784}]}, 400, "datatype UINT8"),
+    ("fmnist", {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [2, 28, 28],
+                            "data": [0] * 784}]}, 400, "does not fill shape"),
+    ("nope", _text(["hello"]), 404, "Model nope not found"),
+]
+
+
+@pytest.mark.parametrize(("model", "payload", "status", "message"), BAD_REQUESTS,
+                         ids=["malformed-json", "empty-text", "wrong-dtype", "wrong-input",
+                              "too-large", "wrong-shape", "wrong-pixel-dtype", "short-data",
+                              "unknown-model"])
+def test_bad_requests_get_a_4xx_that_says_why_and_serving_goes_on(
+        server: tuple[str, str], model: str, payload: Any, status: int, message: str) -> None:
+    url, _ = server
+    import urllib.error
+    import urllib.request
+
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{url}/v2/models/{model}/infer", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=30)
+    assert err.value.code == status
+    assert message in err.value.read().decode()
+    code, answer = deploy.infer(url, "bbc-news", _text(["The minister lost the vote."]))
+    assert code == 200 and answer["outputs"][0]["data"][0] in CLASSES
+
+
+def test_every_prediction_is_recorded(server: tuple[str, str]) -> None:
+    url, conninfo = server
+    pixels = np.zeros((3, 28, 28), np.uint8)
+    pixels[:, 10:12, :] = 250  # label 3's band in the synthetic data
+    code, _ = deploy.infer(url, "fmnist", {"inputs": [{
+        "name": "pixels", "datatype": "UINT8", "shape": [3, 28, 28],
+        "data": pixels.ravel().tolist()}]})
+    assert code == 200
+    deadline = time.monotonic() + 10
+    rows: list[Any] = []
+    while time.monotonic() < deadline and len(rows) < 3:
+        with psycopg.connect(conninfo) as conn:
+            rows = conn.execute(
+                "SELECT prediction, input_pixels, input_sha256, latency_ms, model_version"
+                " FROM scoring_data WHERE model = 'fmnist' AND input_pixels = %s",
+                (pixels[0].tobytes(),)).fetchall()
+        time.sleep(0.2)
+    assert len(rows) == 3
+    prediction, stored, digest, latency, version = rows[0]
+    assert prediction == "Dress" and len(stored) == 784 and len(digest) == 64 and latency > 0
+    assert version.isdigit()
+
+
+def test_scoring_summary_has_counts_latency_and_drift(packaged: dict[str, Any],
+                                                      server: tuple[str, str]) -> None:
+    state = State.from_env(packaged["home"])
+    with open_database(state) as db:
+        summary = {s["model"]: s for s in summarize(db)}
+    bbc = summary["bbc-news"]
+    assert bbc["requests"] >= 10 and sum(bbc["classes"].values()) == bbc["requests"]
+    assert 0 < bbc["latency_ms"]["p50"] <= bbc["latency_ms"]["p99"]
+    assert bbc["drift"]["psi"] is not None
+
+
+def test_cdl_serve_serves_until_interrupted(packaged: dict[str, Any]) -> None:
+    port = deploy.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "usecases.cli", "serve", "--http-port", str(port),
+         "--grpc-port", str(deploy.free_port())],
+        env={**env, "CDL_HOME": str(packaged["home"])}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        code = 0
+        while time.monotonic() < deadline and code != 200:
+            time.sleep(0.5)
+            try:
+                code, _ = deploy.infer(f"http://127.0.0.1:{port}", "bbc-news",
+                                       _text(["The team won the cup."]))
+            except OSError:
+                code = 0
+        assert code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "stopped" in stderr and "Traceback" not in stderr
