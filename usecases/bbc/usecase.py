@@ -30,7 +30,7 @@ class BBCNews:
     model_dir = MODEL_DIR
     label_to_name = "text"
     validation_fraction = 0.1
-    runtime = "news.NewsRuntime"
+    runtime = "runtime.NewsRuntime"
 
     def default_data(self) -> Path:
         datasets = os.environ.get("CDL_DATASETS")

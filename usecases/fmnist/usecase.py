@@ -43,7 +43,7 @@ class FashionMNIST:
     model_dir = MODEL_DIR
     label_to_name = "image"
     validation_fraction = 0.2
-    runtime = "fashion.FashionRuntime"
+    runtime = "runtime.FashionRuntime"
 
     def default_data(self) -> Path:
         return DEFAULT_DATA

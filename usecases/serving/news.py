@@ -1,6 +1,7 @@
-"""BBC news at serving time: text features, the network, and the MLServer runtime.
+"""BBC news at serving time: text features and the network.
 
-Training imports the features and the network from here, so both sides compute the same thing.
+Training imports both from here, so both sides compute the same thing. No server imports: any
+server (MLServer here, the Seldon wrapper in the benchmark) can use it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import numpy as np
 import torch
 from nltk.stem.porter import PorterStemmer
 from torch import nn
-
-from .runtime import BadRequest, CDLRuntime
 
 _NON_TOKEN = re.compile(r"[^a-z0-9£\s]")
 
@@ -104,39 +103,3 @@ def load_network(folder: Path, meta: dict[str, Any]) -> nn.Module:
                            weights_only=True)
     model.load_state_dict(state)
     return model.eval()
-
-
-class NewsRuntime(CDLRuntime):
-    """Text in (BYTES ``text``, shape [n]), class name and probabilities out."""
-
-    input_name = "text"
-
-    def load_model(self) -> None:
-        torch.set_num_threads(max(1, int(self.meta.get("threads", 1))))
-        self.vocab = Vocabulary.load(self.artifacts / "vocab.txt")
-        self.network = load_network(self.artifacts, self.meta)
-
-    def decode(self, request_input: Any) -> tuple[list[str], list[bytes]]:
-        if request_input.datatype != "BYTES":
-            raise BadRequest(f"input 'text' must have datatype BYTES, not "
-                             f"{request_input.datatype}")
-        try:
-            from mlserver.codecs import StringCodec
-
-            texts = StringCodec.decode_input(request_input)
-        except Exception as exc:
-            raise BadRequest(f"input 'text' is not a list of UTF-8 strings ({exc})") from None
-        if not texts:
-            raise BadRequest("input 'text' holds no items")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise BadRequest(f"input 'text' item {i} is empty; send the article's text")
-        return texts, [t.encode() for t in texts]
-
-    def infer(self, inputs: list[str]) -> np.ndarray:
-        with torch.no_grad():
-            logits = self.network(torch.from_numpy(self.vocab.counts(inputs)))
-        return torch.softmax(logits, dim=1).numpy()
-
-    def scored_input(self, raw: bytes) -> tuple[str | None, bytes | None]:
-        return raw.decode(), None

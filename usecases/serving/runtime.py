@@ -1,9 +1,12 @@
-"""The part of every CDL MLServer runtime that is not about one model: artifacts, request
-limits, clear 4xx errors, encoding and the scoring log."""
+"""The MLServer runtimes. ``CDLRuntime`` holds what is not about one model (artifacts, request
+limits, clear 4xx errors, encoding, the scoring log); each use case adds decoding and inference.
+Model code is imported when a model loads, so serving one model never imports the other's
+framework."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from .scoring import Score, ScoringLog, digest, now
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+IMAGE_SHAPE = (28, 28)  # Fashion-MNIST
 
 
 class BadRequest(InferenceError):
@@ -98,3 +102,82 @@ class CDLRuntime(MLModel):
             ],
         )
 
+
+class NewsRuntime(CDLRuntime):
+    """Text in (BYTES ``text``, shape [n]), class name and probabilities out."""
+
+    input_name = "text"
+
+    def load_model(self) -> None:
+        import torch
+
+        from .news import Vocabulary, load_network
+
+        torch.set_num_threads(max(1, int(self.meta.get("threads", 1))))
+        self.vocab = Vocabulary.load(self.artifacts / "vocab.txt")
+        self.network = load_network(self.artifacts, self.meta)
+
+    def decode(self, request_input: Any) -> tuple[list[str], list[bytes]]:
+        if request_input.datatype != "BYTES":
+            raise BadRequest(f"input 'text' must have datatype BYTES, not "
+                             f"{request_input.datatype}")
+        try:
+            texts = StringCodec.decode_input(request_input)
+        except Exception as exc:
+            raise BadRequest(f"input 'text' is not a list of UTF-8 strings ({exc})") from None
+        if not texts:
+            raise BadRequest("input 'text' holds no items")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise BadRequest(f"input 'text' item {i} is empty; send the article's text")
+        return texts, [t.encode() for t in texts]
+
+    def infer(self, inputs: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            logits = self.network(torch.from_numpy(self.vocab.counts(inputs)))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def scored_input(self, raw: bytes) -> tuple[str | None, bytes | None]:
+        return raw.decode(), None
+
+
+class FashionRuntime(CDLRuntime):
+    """28×28 uint8 pixels in (UINT8 ``pixels``, shape [n, 28, 28]), class name out."""
+
+    input_name = "pixels"
+
+    def load_model(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        self.model = keras.models.load_model(self.artifacts / self.meta.get("weights",
+                                                                           "model.keras"))
+
+    def decode(self, request_input: Any) -> tuple[np.ndarray, list[bytes]]:
+        if request_input.datatype != "UINT8":
+            raise BadRequest(f"input 'pixels' must have datatype UINT8 (0..255), not "
+                             f"{request_input.datatype}")
+        shape = list(request_input.shape)
+        if len(shape) != 3 or tuple(shape[1:]) != IMAGE_SHAPE or shape[0] < 1:
+            raise BadRequest(f"input 'pixels' must have shape [n, 28, 28], not {shape}")
+        try:
+            pixels = NumpyCodec.decode_input(request_input)
+        except Exception as exc:
+            raise BadRequest(f"input 'pixels' data does not fill shape {shape} ({exc})") from None
+        pixels = np.asarray(pixels).reshape(-1, *IMAGE_SHAPE)
+        if pixels.min() < 0 or pixels.max() > 255:
+            raise BadRequest("input 'pixels' values must lie in 0..255")
+        pixels = pixels.astype(np.uint8)
+        return pixels, [image.tobytes() for image in pixels]
+
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        from .fashion import normalize
+
+        logits = np.asarray(self.model(normalize(inputs), training=False))
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def scored_input(self, raw: bytes) -> tuple[str | None, bytes | None]:
+        return None, raw  # the 28×28 image itself: 784 bytes, its own thumbnail
