@@ -208,7 +208,9 @@ def serve(
     http_port: Annotated[int, typer.Option("--http-port", min=1, max=65535)] = 8080,
     grpc_port: Annotated[int, typer.Option("--grpc-port", min=1, max=65535)] = 8081,
     workers: Annotated[int, typer.Option("--workers", min=0, help="MLServer inference "
-                                         "worker processes (0: in the server process).")] = 1,
+                                         "worker processes; 0 (the default) predicts in the "
+                                         "server process, fastest for these sub-millisecond "
+                                         "models (benchmarks/serving.py).")] = 0,
 ) -> None:
     """Serve the packaged, approved models with MLServer on 127.0.0.1 until interrupted."""
     from usecases.stores.database import open_database

@@ -160,7 +160,7 @@ def _mlserver() -> str:
 
 @contextlib.contextmanager
 def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_dsn: str | None,
-          workers: int = 1, timeout: float = 180.0) -> Iterator[Server]:
+          workers: int = 0, timeout: float = 180.0) -> Iterator[Server]:
     """MLServer on 127.0.0.1 over every model folder in ``repository``; stopped on exit."""
     (repository / "settings.json").write_text(json.dumps({
         "host": "127.0.0.1",

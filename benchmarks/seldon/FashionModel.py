@@ -1,0 +1,55 @@
+"""Fashion-MNIST behind Seldon Core's Python wrapper: the model MLServer's FashionRuntime serves.
+
+X holds n images of 28×28 pixels in 0..255 (any numeric dtype, shape [n, 28, 28]); the answer
+is one row of class probabilities per image. The Keras file and the pixel normalization come
+from the model folder (CDL_MODEL_FOLDER) and its ``cdl_serving`` package, as in MLServer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# a 400 with a reason, as MLServer's BadRequest; a plain exception would be a 500
+from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
+
+IMAGE_SHAPE = (28, 28)
+
+
+class FashionModel:
+    def __init__(self) -> None:
+        # Only cheap work here: Seldon builds this object in the parent process before gunicorn
+        # forks its workers, and TensorFlow's thread pools do not survive a fork; the model is
+        # loaded in load(), which each worker calls after fork.
+        folder = Path(os.environ["CDL_MODEL_FOLDER"]).resolve()
+        sys.path.insert(0, str(folder))
+        self.artifacts = folder / "artifacts"
+        self.meta: dict[str, Any] = json.loads((self.artifacts / "model.json").read_text())
+
+    def load(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        self.model = keras.models.load_model(self.artifacts / self.meta.get("weights",
+                                                                           "model.keras"))
+
+    def class_names(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def predict(self, X: Any, features_names: Any = None) -> np.ndarray:
+        from cdl_serving.fashion import normalize
+
+        pixels = np.asarray(X)
+        if pixels.ndim != 3 or pixels.shape[1:] != IMAGE_SHAPE or pixels.shape[0] < 1:
+            raise BadRequest(f"pixels must have shape [n, 28, 28], not {list(pixels.shape)}")
+        if pixels.min() < 0 or pixels.max() > 255:
+            raise BadRequest("pixel values must lie in 0..255")
+        # as FashionRuntime: uint8 pixels, normalized, logits, then a stable softmax
+        logits = np.asarray(self.model(normalize(pixels.astype(np.uint8)), training=False))
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
