@@ -49,7 +49,8 @@ class FashionModel:
             raise BadRequest(f"pixels must have shape [n, 28, 28], not {list(pixels.shape)}")
         if pixels.min() < 0 or pixels.max() > 255:
             raise BadRequest("pixel values must lie in 0..255")
-        # as FashionRuntime: uint8 pixels, normalized, logits, then a stable softmax
-        logits = np.asarray(self.model(normalize(pixels.astype(np.uint8)), training=False))
+        # as FashionRuntime.infer: uint8 pixels, normalized, the compiled predict function
+        # (predict_on_batch, not an eager call), then a stable softmax
+        logits = np.asarray(self.model.predict_on_batch(normalize(pixels.astype(np.uint8))))
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)

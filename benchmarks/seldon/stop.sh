@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Stop every process in a namespace made by run.sh, then delete the namespace.
-#   stop.sh NETNS
-# Only what runs inside NETNS is signalled: run.sh's servers and their children, nothing else.
+# Stop Seldon servers started by run.sh, then delete their namespace once nothing runs in it.
+#   stop.sh PORT NETNS   the server run.sh started on PORT in NETNS (with its metrics server)
+#   stop.sh NETNS        every process in NETNS
+# Only processes run.sh started are signalled, by id: the server's process group (run.sh starts
+# it with setsid and records its id), or the processes inside NETNS; never anything by name.
 set -euo pipefail
 
-netns="${1:?usage: stop.sh NETNS}"
+if [ $# -ge 2 ]; then
+    port="$1"; netns="$2"
+else
+    port=""; netns="${1:?usage: stop.sh [PORT] NETNS}"
+fi
 [ -e "/run/netns/$netns" ] || exit 0
-mapfile -t pids < <(ip netns pids "$netns")
-if [ "${#pids[@]}" -gt 0 ]; then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
+
+group=""
+if [ -n "$port" ]; then
+    pidfile="${SELDON_RUN_DIR:-/tmp}/seldon-$netns-$port.pid"
+    group="$(cat "$pidfile" 2>/dev/null || true)"
+    rm -f "$pidfile"
+    # the recorded id must still be a process in this namespace, not a reused pid
+    ip netns pids "$netns" | grep -qx -- "${group:-none}" || group=""
+fi
+
+targets() {
+    if [ -n "$port" ]; then
+        [ -z "$group" ] || pgrep -g "$group" || true
+    else
+        ip netns pids "$netns"
+    fi
+}
+for signal in TERM KILL; do
+    mapfile -t pids < <(targets)
+    [ "${#pids[@]}" -gt 0 ] || break
+    kill "-$signal" "${pids[@]}" 2>/dev/null || true
     for _ in $(seq 20); do
-        [ -z "$(ip netns pids "$netns")" ] && break
+        [ -n "$(targets)" ] || break
         sleep 0.5
     done
-    mapfile -t pids < <(ip netns pids "$netns")
-    [ "${#pids[@]}" -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
-fi
-ip netns del "$netns"
+done
+[ -n "$(ip netns pids "$netns")" ] || ip netns del "$netns"
