@@ -7,13 +7,11 @@ from the model folder (CDL_MODEL_FOLDER) and its ``cdl_serving`` package, as in 
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from model_folder import ModelFolder
 
 # a 400 with a reason, as MLServer's BadRequest; a plain exception would be a 500
 from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
@@ -21,25 +19,13 @@ from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
 IMAGE_SHAPE = (28, 28)
 
 
-class FashionModel:
-    def __init__(self) -> None:
-        # Only cheap work here: Seldon builds this object in the parent process before gunicorn
-        # forks its workers, and TensorFlow's thread pools do not survive a fork; the model is
-        # loaded in load(), which each worker calls after fork.
-        folder = Path(os.environ["CDL_MODEL_FOLDER"]).resolve()
-        sys.path.insert(0, str(folder))
-        self.artifacts = folder / "artifacts"
-        self.meta: dict[str, Any] = json.loads((self.artifacts / "model.json").read_text())
-
+class FashionModel(ModelFolder):
     def load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
         self.model = keras.models.load_model(self.artifacts / self.meta.get("weights",
                                                                            "model.keras"))
-
-    def class_names(self) -> list[str]:
-        return list(self.meta["classes"])
 
     def predict(self, X: Any, features_names: Any = None) -> np.ndarray:
         from cdl_serving.fashion import normalize

@@ -7,27 +7,16 @@ CDL_MODEL_FOLDER), so both servers run the same files through the same code.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from model_folder import ModelFolder
 
 # a 400 with a reason, as MLServer's BadRequest; a plain exception would be a 500
 from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
 
 
-class NewsModel:
-    def __init__(self) -> None:
-        # Only cheap work here: Seldon builds this object in the parent process before gunicorn
-        # forks its workers; the model is loaded in load(), which each worker calls after fork.
-        folder = Path(os.environ["CDL_MODEL_FOLDER"]).resolve()
-        sys.path.insert(0, str(folder))
-        self.artifacts = folder / "artifacts"
-        self.meta: dict[str, Any] = json.loads((self.artifacts / "model.json").read_text())
-
+class NewsModel(ModelFolder):
     def load(self) -> None:
         import torch
         from cdl_serving.news import Vocabulary, load_network
@@ -36,9 +25,6 @@ class NewsModel:
         torch.set_num_threads(max(1, int(self.meta.get("threads", 1))))
         self.vocab = Vocabulary.load(self.artifacts / "vocab.txt")
         self.network = load_network(self.artifacts, self.meta)
-
-    def class_names(self) -> list[str]:
-        return list(self.meta["classes"])
 
     def predict(self, X: Any, features_names: Any = None) -> np.ndarray:
         import torch
