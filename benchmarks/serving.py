@@ -99,7 +99,7 @@ def wrk(url: str, body: dict[str, Any], connections: int, duration: int,
 
 
 @contextlib.contextmanager
-def mlserver(home: Path, batch: int, workers: int) -> Iterator[str]:
+def mlserver(home: Path, batch: int, workers: int, scoring: bool = True) -> Iterator[str]:
     """MLServer over a copy of the packaged models, with adaptive batching set as asked."""
     state = State.from_env(home)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +114,7 @@ def mlserver(home: Path, batch: int, workers: int) -> Iterator[str]:
             settings_file.write_text(json.dumps(settings))
         with open_database(state) as db, deploy.serve(
                 repository, Path(tmp) / "mlserver.log", deploy.free_port(),
-                deploy.free_port(), db.conninfo, workers) as server:
+                deploy.free_port(), db.conninfo if scoring else None, workers) as server:
             yield server.url
 
 
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1],
                         help="MLServer inference worker processes to try")
     parser.add_argument("--no-seldon", action="store_true")
+    parser.add_argument("--no-scoring", action="store_true",
+                        help="MLServer without Scoring Data, to see what recording costs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -156,8 +158,9 @@ def main() -> None:
                      **in_process(folder, v2)})
     for workers, batch in [(w, 1) for w in args.workers] + [(args.workers[0], args.batch)]:
         label = (f"MLServer, {workers} worker{'s' if workers != 1 else ''}"
-                 + (f", adaptive batch ≤{batch}" if batch > 1 else ""))
-        with mlserver(args.home, batch, workers) as url:
+                 + (f", adaptive batch ≤{batch}" if batch > 1 else "")
+                 + (", no scoring" if args.no_scoring else ""))
+        with mlserver(args.home, batch, workers, not args.no_scoring) as url:
             for name, folder in folders.items():
                 v2, _ = bodies(folder)
                 for c in args.concurrency:
