@@ -46,11 +46,14 @@ def export_tasks(
         tasks.append({
             "id": number,
             "data": {**task_data(item), "item_id": item.item_id, "path": item.path},
-            "predictions": [{"model_version": "folder", "result": result}],
+            "predictions": [{"id": number, "model_version": "folder", "result": result}],
             "annotations": [{
                 "id": number,
+                # made from the prediction, as Label Studio's predictions_to_annotations marks it
+                "parent_prediction": number,
                 "completed_by": FOLDER_LABELER,
                 "created_at": created_at,
+                "updated_at": created_at,
                 "was_cancelled": False,
                 "ground_truth": False,
                 "result": result,
@@ -59,14 +62,28 @@ def export_tasks(
     return tasks
 
 
+def by_a_person(annotation: dict[str, Any]) -> bool:
+    """Written or edited by a person, not merely converted from a pre-annotation.
+
+    Label Studio marks converted annotations with ``parent_prediction``; a person's edit of one
+    keeps that mark but sets ``updated_by`` and moves ``updated_at`` past ``created_at``."""
+    if not annotation.get("parent_prediction"):
+        return True
+    edited_at = annotation.get("updated_at") or annotation["created_at"]
+    return bool(annotation.get("updated_by")) or edited_at > annotation["created_at"]
+
+
 def rows_from_export(tasks: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
-    """(item_id, path, label, creator, created_at) of each task's latest annotation."""
+    """(item_id, path, label, creator, created_at) per task: a person's latest label wins over
+    the pre-annotation; skipped (cancelled) annotations never count."""
     rows = []
     for task in tasks:
         live = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
         if not live:
             continue
-        latest = max(live, key=lambda a: a["created_at"])
+        human = [a for a in live if by_a_person(a)]
+        latest = max(human or live,
+                     key=lambda a: a.get("updated_at") or a["created_at"])
         choices = [r["value"]["choices"][0] for r in latest["result"] if r["type"] == "choices"]
         if choices:
             rows.append((task["data"]["item_id"], task["data"]["path"], choices[0],

@@ -8,7 +8,13 @@ from usecases.bbc.usecase import USECASE
 from usecases.stores.database import Database
 from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import SplitRules, ingest
-from usecases.workflow.labeling import FOLDER_LABELER, load_labels, rows_from_export, store_labels
+from usecases.workflow.labeling import (
+    FOLDER_LABELER,
+    export_tasks,
+    load_labels,
+    rows_from_export,
+    store_labels,
+)
 
 from ...rawdata import write_bbc
 
@@ -52,12 +58,43 @@ def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, db: Database)
         assert conn.execute("SELECT count(*) FROM test_labels").fetchone() == (10,)
 
 
-def test_the_latest_live_annotation_wins() -> None:
-    def annotation(label: str, at: str, cancelled: bool = False) -> dict[str, object]:
-        return {"completed_by": "x", "created_at": at, "was_cancelled": cancelled,
-                "result": [{"type": "choices", "value": {"choices": [label]}}]}
+def _annotation(label: str, at: str, converted: bool = False, edited_at: str | None = None,
+                cancelled: bool = False) -> dict[str, object]:
+    return {"completed_by": "ann" if not converted else "admin", "created_at": at,
+            "updated_at": edited_at or at, "was_cancelled": cancelled,
+            "parent_prediction": 7 if converted else None,
+            "result": [{"type": "choices", "value": {"choices": [label]}}]}
 
-    task = {"data": {"item_id": "a/1", "path": "a/1.txt"}, "annotations": [
-        annotation("sport", "2026-01-01"), annotation("tech", "2026-02-01"),
-        annotation("politics", "2026-03-01", cancelled=True)]}
-    assert rows_from_export([task]) == [("a/1", "a/1.txt", "tech", "x", "2026-02-01")]
+
+def _label(*annotations: dict[str, object]) -> str:
+    task = {"data": {"item_id": "a/1", "path": "a/1.txt"}, "annotations": list(annotations)}
+    (row,) = rows_from_export([task])
+    return row[2]
+
+
+def test_a_person_wins_over_the_pre_annotation_even_when_older() -> None:
+    assert _label(_annotation("tech", "2026-01-01"),
+                  _annotation("sport", "2026-02-01", converted=True)) == "tech"
+
+
+def test_an_edited_conversion_counts_as_a_person() -> None:
+    assert _label(_annotation("sport", "2026-01-01", converted=True),
+                  _annotation("tech", "2026-01-01", converted=True,
+                              edited_at="2026-03-01")) == "tech"
+
+
+def test_latest_human_label_wins_and_skips_never_count() -> None:
+    assert _label(_annotation("sport", "2026-01-01"), _annotation("tech", "2026-02-01"),
+                  _annotation("politics", "2026-03-01", cancelled=True)) == "tech"
+    assert rows_from_export([{"data": {"item_id": "a/1", "path": "a/1.txt"}, "annotations": [
+        _annotation("politics", "2026-03-01", cancelled=True)]}]) == []
+
+
+def test_folder_labels_are_marked_as_converted_pre_annotations() -> None:
+    from usecases.workflow.usecase import Item
+
+    (task,) = export_tasks([Item("a/1", "a/1.txt", "tech", "train", "g", "s")],
+                           lambda i: {"text": "t"}, "2026-01-01T00:00:00+00:00")
+    (annotation,) = task["annotations"]
+    assert annotation["parent_prediction"] == task["predictions"][0]["id"]
+    assert _label(annotation, _annotation("sport", "2025-12-31")) == "sport"
