@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,17 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+from common import machine, print_table
 
 
 def run_demo(home: Path, usecase: str, data: Path | None, trials: int) -> dict[str, Any]:
@@ -70,14 +59,13 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"`cdl demo --usecase {args.usecase} --trials {args.trials}`, median of "
           f"{args.repeat} runs\n")
-    print("| stage | cold (s) | warm (s) |")
-    print("|---|---|---|")
-    for stage in [*stages, "wall"]:
-        def median(kind: str, stage: str = stage) -> float:
-            values = [r["wall"] if stage == "wall" else r["timings"].get(stage, 0.0)
-                      for r in runs[kind]]
-            return statistics.median(values)
-        print(f"| {stage} | {median('cold'):.1f} | {median('warm'):.1f} |")
+    def median(kind: str, stage: str) -> float:
+        return statistics.median(r["wall"] if stage == "wall" else r["timings"].get(stage, 0.0)
+                                 for r in runs[kind])
+
+    print_table(["stage", "cold (s)", "warm (s)"],
+                [[stage, f"{median('cold', stage):.1f}", f"{median('warm', stage):.1f}"]
+                 for stage in [*stages, "wall"]])
     accuracies = [r["test_accuracy"] for kind in runs for r in runs[kind]]
     print(f"\ntest accuracy: min {min(accuracies):.3f}, median "
           f"{statistics.median(accuracies):.3f}, max {max(accuracies):.3f}")

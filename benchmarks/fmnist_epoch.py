@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import print_table
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -96,11 +97,10 @@ def main() -> None:
     where = (f"Keras {keras.__version__} on {keras.backend.backend()}, device {device()}, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(where)
-    print("\n| batch | steps/execution | s/epoch | first epoch (s) | val accuracy |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['steps_per_execution']} | {r['seconds_per_epoch']:.3f} | "
-              f"{r['first_epoch']:.2f} | {r['val_accuracy']:.3f} |")
+    print()
+    print_table(["batch", "steps/execution", "s/epoch", "first epoch (s)", "val accuracy"],
+                [[r["batch"], r["steps_per_execution"], f"{r['seconds_per_epoch']:.3f}",
+                  f"{r['first_epoch']:.2f}", f"{r['val_accuracy']:.3f}"] for r in rows])
     if args.out:
         args.out.write_text(json.dumps({"where": where, "rows": rows}, indent=1))
 

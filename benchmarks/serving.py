@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -36,6 +35,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from common import machine, print_table  # noqa: E402
 
 from usecases.state import State  # noqa: E402
 from usecases.stores.database import open_database  # noqa: E402
@@ -129,13 +130,6 @@ def seldon(model_class: str, folder: Path, port: int) -> Iterator[str]:
                        capture_output=True)
 
 
-def machine() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in lines
-                if line.startswith("model name")), "unknown CPU")
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
@@ -156,7 +150,10 @@ def main() -> None:
         v2, _ = bodies(folder)
         rows.append({"model": name, "server": "in-process (floor)", "concurrency": 1,
                      **in_process(folder, v2)})
-    for workers, batch in [(w, 1) for w in args.workers] + [(args.workers[0], args.batch)]:
+    configs = [(w, 1) for w in args.workers]
+    if args.batch > 1:
+        configs.append((args.workers[0], args.batch))
+    for workers, batch in configs:
         label = (f"MLServer, {workers} worker{'s' if workers != 1 else ''}"
                  + (f", adaptive batch ≤{batch}" if batch > 1 else "")
                  + (", no scoring" if args.no_scoring else ""))
@@ -177,11 +174,9 @@ def main() -> None:
                                  **wrk(url, body, c, args.duration, netns=NETNS)})
 
     print(f"machine: {machine()}; {args.duration} s per cell, single-item requests\n")
-    print("| model | server | concurrency | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['server']} | {r['concurrency']} | {r['rps']:.0f} | "
-              f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r.get('errors', 0)} |")
+    print_table(["model", "server", "concurrency", "req/s", "p50 ms", "p99 ms", "errors"],
+                [[r["model"], r["server"], r["concurrency"], f"{r['rps']:.0f}",
+                  f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r.get("errors", 0)] for r in rows])
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 

@@ -64,6 +64,12 @@ def read_split(split: str, images_blob: bytes, labels_blob: bytes) -> Split:
     image_name, label_name = FILES[split]
     images = parse(image_name, decompress(image_name, images_blob), 3)
     labels = parse(label_name, decompress(label_name, labels_blob), 1)
+    return check_split(split, images, labels)
+
+
+def check_split(split: str, images: np.ndarray, labels: np.ndarray) -> Split:
+    """Images and labels of one split agree with each other and with the dataset's shape."""
+    image_name, label_name = FILES[split]
     if images.shape[1:] != IMAGE_SHAPE:
         raise CDLError(f"{image_name} holds {images.shape[1]}x{images.shape[2]} images, "
                        f"expected 28x28", FIX)

@@ -90,6 +90,18 @@ def evaluate(usecase: UseCase, registry: ModelRegistry, name: str, version: int 
     return registry.record_evaluation(name, entry.version, accuracy, threshold), accuracy
 
 
+def item_counts(dataset: data.DatasetVersion, items: list[Item]) -> dict[str, int]:
+    """Counts in items (articles, images): a quarantined file counts as one ingested item."""
+    quarantined = dataset.manifest.counts()["quarantined"]
+    return {
+        "ingested": len(items) + quarantined,
+        "valid": len(items),
+        "quarantined": quarantined,
+        "train": sum(i.split == "train" for i in items),
+        "test": sum(i.split == "test" for i in items),
+    }
+
+
 @dataclass
 class Prepared:
     dataset: data.DatasetVersion
@@ -97,14 +109,7 @@ class Prepared:
     features: Path
 
     def counts(self) -> dict[str, int]:
-        quarantined = self.dataset.manifest.counts()["quarantined"]
-        return {
-            "ingested": len(self.items) + quarantined,
-            "valid": len(self.items),
-            "quarantined": quarantined,
-            "train": sum(i.split == "train" for i in self.items),
-            "test": sum(i.split == "test" for i in self.items),
-        }
+        return item_counts(self.dataset, self.items)
 
 
 def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
@@ -117,7 +122,7 @@ def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
         split = data.SplitRules(seed=seed) if usecase.needs_split() else None
         dataset = data.ingest(store, db, usecase.name, options.folder, candidates, rules, split)
         items = usecase.items(dataset, store)
-    prepared_counts = Prepared(dataset, items, Path()).counts()
+    prepared_counts = item_counts(dataset, items)
     display.note(
         f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): "
         f"{prepared_counts['ingested']} ingested = {prepared_counts['valid']} valid + "
