@@ -34,7 +34,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[cloud,test]"
 
 # The raw datasets are read in place, never copied into the repository.
 if [ -z "${CDL_DATASETS:-}" ]; then
