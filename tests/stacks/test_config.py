@@ -1,0 +1,92 @@
+"""Config validation: a wrong value stops the program with a message naming the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, StackConfig, validate
+from tests.stacks.conftest import VALID
+
+
+def _error(values: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        validate(values)
+    return str(caught.value)
+
+
+def test_valid_config_gets_defaults() -> None:
+    config = validate(VALID)
+    assert (config.gpu_node_count, config.gitlab, config.boot_volume_gb,
+            config.data_volume_gb, config.ssh_user) == (1, True, 100, 0, "ubuntu")
+    assert config.cloud().gpu_flavor == "g1.t4"
+
+
+def test_values_arrive_as_strings_from_pulumi() -> None:
+    config = validate({**VALID, "gpuNodeCount": "3", "gitlab": "false"})
+    assert (config.gpu_node_count, config.gitlab) == (3, False)
+
+
+@pytest.mark.parametrize(("values", "key", "expected"), [
+    ({"adminCidrs": ["0.0.0.0/0"]}, "cdl:adminCidrs", "cdl:allowWorldAdmin"),
+    ({"adminCidrs": ["::/0"]}, "cdl:adminCidrs", "whole internet"),
+    ({"adminCidrs": ["10.0.0.300/24"]}, "cdl:adminCidrs", "CIDR notation"),
+    ({"adminCidrs": ["10.0.0.1/24"]}, "cdl:adminCidrs", "host bits"),
+    ({"adminCidrs": []}, "cdl:adminCidrs", "list the networks"),
+    ({"adminCidrs": "203.0.113.0/24"}, "cdl:adminCidrs", "list"),
+    ({"ingressCidrs": ["nowhere"]}, "cdl:ingressCidrs", "CIDR notation"),
+    ({"gpuNodeCount": 0}, "cdl:gpuNodeCount", "greater than or equal to 1"),
+    ({"gpuNodeCount": -2}, "cdl:gpuNodeCount", "greater than or equal to 1"),
+    ({"sshPublicKey": None}, "cdl:sshPublicKey", "required"),
+    ({"sshPublicKey": "~/.ssh/id_ed25519.pub"}, "cdl:sshPublicKey", "public key line"),
+    ({"sshPublicKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn"}, "cdl:sshPublicKey",
+     "private key"),
+    ({"gpuFlavor": None}, "cdl:gpuFlavor", "required"),
+    ({"gitlabFlavor": None}, "cdl:gitlabFlavor", "required"),
+    ({"bootVolumeGb": 5}, "cdl:bootVolumeGb", "greater than or equal to 10"),
+    ({"dataVolumeGb": 100000}, "cdl:dataVolumeGb", "less than or equal to 4096"),
+    ({"subnetCidr": "fd00::/64"}, "cdl:subnetCidr", "IPv4"),
+    ({"gpuNodeCuont": 3}, "cdl:gpuNodeCuont", "unknown key"),
+])
+def test_errors_name_the_key(values: dict[str, Any], key: str, expected: str) -> None:
+    config = {k: v for k, v in {**VALID, **values}.items() if v is not None}
+    message = _error(config)
+    assert f"{key}:" in message
+    assert expected in message
+
+
+def test_gitlab_flavor_not_needed_without_gitlab() -> None:
+    config = {k: v for k, v in VALID.items() if k != "gitlabFlavor"}
+    assert validate({**config, "gitlab": False}).cloud().gitlab_flavor is None
+
+
+def test_every_missing_key_is_named_at_once() -> None:
+    message = _error({"adminCidrs": ["203.0.113.0/24"]})
+    for key in ("sshPublicKey", "externalNetwork", "image", "gpuFlavor", "gitlabFlavor"):
+        assert f"cdl:{key}:" in message
+
+
+@pytest.mark.parametrize(("hosts", "expected"), [
+    ([{"address": "192.0.2.1", "role": "gitlab"}], "role 'gpu'"),
+    ([{"address": "192.0.2.1", "role": "gpu"}, {"address": "192.0.2.2", "role": "gitlab"},
+      {"address": "192.0.2.3", "role": "gitlab"}], "at most one"),
+    ([{"address": "192.0.2.1", "role": "gpu", "name": "a"},
+      {"address": "192.0.2.2", "role": "gpu", "name": "a"}], "unique"),
+])
+def test_existing_hosts_errors(hosts: list[dict[str, str]], expected: str) -> None:
+    message = _error({"hosts": hosts})
+    assert "cdl:hosts:" in message
+    assert expected in message
+
+
+def test_host_role_error_names_the_entry() -> None:
+    message = _error({"hosts": [{"address": "192.0.2.1", "role": "cpu"}]})
+    assert "cdl:hosts.0.role:" in message
+
+
+def test_existing_hosts_need_no_cloud_settings() -> None:
+    config = validate({"hosts": [{"address": "192.0.2.1", "role": "gpu"}]})
+    assert isinstance(config, StackConfig)
+    with pytest.raises(ConfigError, match="cdl:hosts"):
+        config.cloud()
