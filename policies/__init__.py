@@ -1,0 +1,1 @@
+"""The Pulumi policy pack guarding the program in ``stacks/`` (rules in ``policies.rules``)."""

@@ -1,0 +1,174 @@
+"""Every rule of the policy pack, called in-process on compliant and violating resources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from policies import rules
+from policies.rules import (
+    HELM_RELEASE,
+    INSTANCE,
+    PORT,
+    RULES,
+    SEC_GROUP_RULE,
+    VOLUME,
+    gpu_node_off_flavor,
+    helm_chart_unpinned,
+    helm_plaintext_secrets,
+    outside_security_group,
+    volume_too_large,
+    world_open_admin_ports,
+)
+from stacks.config import MAX_VOLUME_GB
+from tests.stacks.conftest import VALID, Run
+
+
+def _rule(**props: Any) -> dict[str, Any]:
+    return {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+            "securityGroupId": "sg", **props}
+
+
+@pytest.mark.parametrize("port", rules.ADMIN_PORTS)
+@pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
+def test_admin_port_open_to_the_world_is_refused(port: int, world: str) -> None:
+    props = _rule(remoteIpPrefix=world, portRangeMin=port, portRangeMax=port)
+    assert world_open_admin_ports(SEC_GROUP_RULE, props) == [
+        f"ingress from {world} to port {port}: allow only your admin networks (cdl:adminCidrs)"]
+
+
+@pytest.mark.parametrize("props", [
+    _rule(remoteIpPrefix="0.0.0.0/0"),  # every port
+    _rule(remoteIpPrefix="0.0.0.0/0", protocol=None, portRangeMin=1, portRangeMax=65535),
+    _rule(portRangeMin=22, portRangeMax=22),  # no source at all admits every source
+    _rule(remoteIpPrefix="0.0.0.0/0", portRangeMin=5000, portRangeMax=10000),
+])
+def test_wide_rules_that_cover_admin_ports_are_refused(props: dict[str, Any]) -> None:
+    assert world_open_admin_ports(SEC_GROUP_RULE, props)
+
+
+@pytest.mark.parametrize("props", [
+    _rule(remoteIpPrefix="203.0.113.0/24", portRangeMin=22, portRangeMax=22),
+    _rule(remoteIpPrefix="0.0.0.0/0", portRangeMin=443, portRangeMax=443),
+    _rule(remoteGroupId="sg"),
+    _rule(remoteIpPrefix="0.0.0.0/0", protocol="icmp"),
+    _rule(remoteIpPrefix="0.0.0.0/0", portRangeMin=22, portRangeMax=22, direction="egress"),
+])
+def test_narrow_rules_pass(props: dict[str, Any]) -> None:
+    assert world_open_admin_ports(SEC_GROUP_RULE, props) == []
+
+
+def _gpu_node(**props: Any) -> dict[str, Any]:
+    return {"metadata": {"cdl-role": "gpu-node"}, "flavorName": "g1.t4", **props}
+
+
+def test_gpu_node_on_the_configured_flavor_passes() -> None:
+    assert gpu_node_off_flavor(INSTANCE, _gpu_node(), ["g1.t4"]) == []
+    assert gpu_node_off_flavor(INSTANCE, {"flavorName": "m1.small",
+                                          "metadata": {"cdl-role": "gitlab"}}, ["g1.t4"]) == []
+
+
+def test_gpu_node_on_another_flavor_is_refused() -> None:
+    assert gpu_node_off_flavor(INSTANCE, _gpu_node(flavorName="m1.xlarge"), ["g1.t4"]) == [
+        "GPU node on flavor 'm1.xlarge'; expected one of g1.t4 (flavorName)"]
+    assert "no GPU flavor is configured" in gpu_node_off_flavor(INSTANCE, _gpu_node(), [])[0]
+
+
+def test_instance_security_groups() -> None:
+    assert outside_security_group(INSTANCE, {"securityGroups": ["cdl"]}) == []
+    assert outside_security_group(INSTANCE, {"networks": [{"port": "p1"}]}) == []
+    assert outside_security_group(INSTANCE, {"networks": [{"uuid": "net"}]})
+    assert outside_security_group(INSTANCE, {"networks": []})
+    assert outside_security_group(PORT, {"securityGroupIds": ["sg"]}) == []
+    assert outside_security_group(PORT, {"networkId": "net"})
+    assert outside_security_group(PORT, {"securityGroupIds": ["sg"], "portSecurityEnabled": False})
+    assert outside_security_group(PORT, {"noSecurityGroups": True})
+
+
+def test_volume_sizes() -> None:
+    assert volume_too_large(VOLUME, {"size": 200}) == []
+    assert volume_too_large(VOLUME, {"size": MAX_VOLUME_GB + 1})
+    assert volume_too_large(VOLUME, {"size": 0})
+    assert volume_too_large(VOLUME, {"size": 300}, max_gb=256)
+    boot = {"blockDevices": [{"destinationType": "volume", "volumeSize": 100_000}]}
+    assert volume_too_large(INSTANCE, boot) == [
+        f"blockDevices[0].volumeSize = 100000 GB; keep volumes between 1 and {MAX_VOLUME_GB} GB"]
+
+
+def test_policy_and_program_share_the_volume_ceiling() -> None:
+    assert rules.MAX_VOLUME_GB == MAX_VOLUME_GB
+
+
+@pytest.mark.parametrize(("props", "ok"), [
+    ({"chart": "cloudnative-pg", "version": "0.23.2"}, True),
+    ({"chart": "oci://registry/charts/x", "version": "1.2.3-rc.1"}, True),
+    ({"chart": "./charts/model-serving"}, True),
+    ({"chart": "determined"}, False),
+    ({"chart": "determined", "version": ""}, False),
+    ({"chart": "determined", "version": "^0.38"}, False),
+    ({"chart": "determined", "version": ">=0.38.0"}, False),
+    ({"chart": "determined", "version": "0.38.x"}, False),
+    ({"chart": "determined", "version": "*"}, False),
+])
+def test_helm_chart_version_pinned(props: dict[str, Any], ok: bool) -> None:
+    assert (helm_chart_unpinned(HELM_RELEASE, props) == []) is ok
+
+
+def test_helm_values_without_secrets_pass() -> None:
+    values = {"auth": {"existingSecret": "pg-credentials", "secretKeys": {"adminPasswordKey":
+                                                                           "password"}},
+              "minio": {"rootUser": "admin", "existingSecret": "minio-root"},
+              "tokenSecretName": "runner-token", "replicas": 2, "tls": {"enabled": True},
+              "password": ""}
+    assert helm_plaintext_secrets(HELM_RELEASE, {"chart": "x", "values": values}) == []
+
+
+@pytest.mark.parametrize(("values", "path"), [
+    ({"auth": {"postgresPassword": "hunter2"}}, "values.auth.postgresPassword"),
+    ({"minio": {"rootPassword": "minio123"}}, "values.minio.rootPassword"),
+    ({"runner": {"runnerToken": "glrt-abc"}}, "values.runner.runnerToken"),
+    ({"s3": [{"secretKey": "abc"}]}, "values.s3[0].secretKey"),
+    ({"apiKey": "k"}, "values.apiKey"),
+    ({"tls": {"key": "-----BEGIN RSA PRIVATE KEY-----\nMIIE"}}, "values.tls.key"),
+])
+def test_helm_values_with_plaintext_secrets_are_refused(values: dict[str, Any],
+                                                        path: str) -> None:
+    (message,) = helm_plaintext_secrets(HELM_RELEASE, {"chart": "x", "values": values})
+    assert message.startswith(f"{path} holds a secret in plain text")
+
+
+def test_rules_ignore_types_they_do_not_cover() -> None:
+    props = {"size": 10**6, "remoteIpPrefix": "0.0.0.0/0", "direction": "ingress",
+             "values": {"password": "x"}, "metadata": {"cdl-role": "gpu-node"}}
+    for rule in RULES:
+        assert rule.check("random:index/randomPassword:RandomPassword", props, {}) == []
+
+
+def test_pack_rules_use_their_config() -> None:
+    by_name = {rule.name: rule for rule in RULES}
+    gpu = by_name["gpu-nodes-on-configured-flavor"]
+    assert gpu.check(INSTANCE, _gpu_node(), {"gpuFlavors": ["g1.t4"]}) == []
+    assert gpu.check(INSTANCE, _gpu_node(), {"gpuFlavors": ["g2.a100"]})
+    volume = by_name["volume-sizes-bounded"]
+    assert volume.check(VOLUME, {"size": 300}, {"maxVolumeGb": 256})
+    assert volume.check(VOLUME, {"size": 300}, {}) == []
+    assert len(by_name) == len(RULES) == 6
+
+
+def test_every_resource_the_program_declares_complies(
+        run_program: Callable[[dict[str, Any]], Run]) -> None:
+    run = run_program({**VALID, "gpuNodeCount": 3, "dataVolumeGb": 500})
+    violations = [(r.typ, r.name, message) for r in run.resources for rule in RULES
+                  for message in rule.check(r.typ, r.inputs, {"gpuFlavors": ["g1.t4"]})]
+    assert violations == []
+
+
+def test_world_admin_stack_is_refused_by_the_pack(
+        run_program: Callable[[dict[str, Any]], Run]) -> None:
+    run = run_program({**VALID, "adminCidrs": ["0.0.0.0/0"], "allowWorldAdmin": True})
+    refused = {(r.name, m) for r in run.of(SEC_GROUP_RULE) for m in
+               world_open_admin_ports(r.typ, r.inputs)}
+    assert {name for name, _ in refused} == {"cdl-cluster-ssh-0", "cdl-cluster-kube-api-0",
+                                             "cdl-gitlab-ssh-0"}
