@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from usecases.state import State
 from usecases.stores.database import Database, EmbeddedPostgres
+from usecases.stores.labelstudio import EmbeddedLabelStudio, Studio
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +59,34 @@ def db(pg_server: EmbeddedPostgres) -> Iterator[Database]:
 @pytest.fixture
 def state(tmp_path: Path) -> State:
     return State.from_env(tmp_path / "cdl-home")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def label_studio_server(tmp_path_factory: pytest.TempPathFactory,
+                        pg_server: EmbeddedPostgres) -> Iterator[EmbeddedLabelStudio]:
+    """A real Label Studio server (the one scripts/setup.sh installs), on the session's
+    PostgreSQL, started once: its first start applies Django's migrations (~30 s)."""
+    server = EmbeddedLabelStudio(State.from_env(tmp_path_factory.mktemp("ls-home")),
+                                 pg_server.conninfo(), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def label_studio(label_studio_server: EmbeddedLabelStudio) -> Iterator[Studio]:
+    """The session's Label Studio, with no projects left over from other tests."""
+    from label_studio_sdk import LabelStudio
+
+    studio = label_studio_server.running()
+    assert studio is not None, "the session's Label Studio stopped"
+    yield studio
+    sdk = LabelStudio(base_url=studio.url, api_key=studio.token)
+    for project in list(sdk.projects.list()):
+        sdk.projects.delete(id=project.id)

@@ -25,8 +25,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Continuous Deep Learning: the paper's workflow, locally or on a cluster.")
 db_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
 app.add_typer(db_app, name="db")
+studio_app = typer.Typer(no_args_is_help=True, help="The embedded Label Studio server.")
+app.add_typer(studio_app, name="studio")
 
 console = Console(stderr=True)
+DEFAULT_STUDIO_PORT = 8089  # usecases.stores.labelstudio.DEFAULT_PORT, without importing the SDK
 USECASES = ("bbc", "fmnist")
 
 
@@ -110,6 +113,9 @@ VocabOpt = Annotated[Path | None, typer.Option("--vocab", help="BBC vocabulary f
                                                "(default: bbc.vocab in --data).")]
 GateOpt = Annotated[float, typer.Option("--gate", min=0.0, max=1.0,
                                         help="Minimum test accuracy to approve a model.")]
+StudioPortOpt = Annotated[int, typer.Option("--label-studio-port", min=1, max=65535,
+                                            help="Port of the embedded Label Studio on "
+                                            "127.0.0.1.")]
 
 
 @app.command()
@@ -127,6 +133,10 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")] = 42,
     smoke: Annotated[int, typer.Option("--smoke", min=0, help="Held-out examples sent through "
                                        "the served model; 0 skips deployment.")] = 20,
+    label_studio: Annotated[bool, typer.Option(
+        "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
+        "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")] = True,
+    label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT,
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import demo as pipeline
@@ -139,17 +149,33 @@ def demo(
                 for case in cases]
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
-            results = pipeline.run(runs, state, RichDisplay(progress))
+            results = pipeline.run(runs, state, RichDisplay(progress),
+                                   label_studio_port if label_studio else None)
         body = {"usecases": results, "cdl_home": str(state.home)}
         if report is not None:
             report.write_text(json.dumps(body, indent=2) + "\n")
         for name, result in results.items():
             _summary(name, result)
+        _studio_hint(results)
         failures = [f for f in (pipeline.gate_error(n, r) for n, r in results.items()) if f]
         if failures:
             raise GateFailed("; ".join(f.problem for f in failures), failures[0].fix)
 
     _run(action)
+
+
+def _studio_hint(results: dict[str, dict[str, Any]]) -> None:
+    """Where a person corrects labels, and how the corrections reach the label tables."""
+    studio = next((r["labeling"] for r in results.values()
+                   if r.get("labeling", {}).get("tool") == "label-studio"), None)
+    if studio is None or os.environ.get("CDL_LABEL_STUDIO_URL"):
+        return
+    from usecases.stores.labelstudio import CREDENTIALS
+
+    console.print(f"\nLabel Studio: {studio['url']} (login in "
+                  f"{State.from_env().secrets / CREDENTIALS}); to correct labels run "
+                  "`cdl studio start`, edit them there, then `cdl label --usecase NAME`.",
+                  highlight=False)
 
 
 def _summary(name: str, result: dict[str, Any]) -> None:
@@ -189,8 +215,8 @@ def evaluate(
         options = _options(case, data, max_bytes, min_chars, vocab)
         pipeline.data.check_source(options.folder)
         with open_database(state) as db:
-            prepared = pipeline.prepare(case, state, options, db, Display(), pipeline.Timer(),
-                                        seed)
+            prepared = pipeline.prepare(case, state, options, db, None, Display(),
+                                        pipeline.Timer(), seed)
             entry, accuracy = pipeline.evaluate(case, ModelRegistry(db, state.models),
                                                 case.model_name, version, prepared.features,
                                                 gate)
@@ -295,6 +321,98 @@ def db_status() -> None:
     print("running" if running else "stopped")
     if not running:
         raise typer.Exit(3)
+
+
+@app.command()
+def label(
+    usecase: Annotated[str, typer.Option("--usecase", help="bbc, fmnist or all.")] = "all",
+    data: DataOpt = None,
+    max_bytes: MaxBytes = 1024 * 1024,
+    min_chars: MinChars = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split (as in the "
+                                      "demo).")] = 42,
+    label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT,
+) -> None:
+    """Export the labels from Label Studio again (after people edited them) into the label
+    tables of the data's current version; the next demo trains on them."""
+    from usecases.workflow import demo as pipeline
+
+    def action() -> None:
+        cases = _usecases(usecase, data)
+        runs = [(case, _options(case, data, max_bytes, min_chars, None)) for case in cases]
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            results = pipeline.relabel(runs, State.from_env(), RichDisplay(progress),
+                                       label_studio_port, seed)
+        print(json.dumps(results, indent=2))
+
+    _run(action)
+
+
+@studio_app.command("start")
+def studio_start(label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT) -> None:
+    """Start Label Studio (and PostgreSQL if needed) and leave both running."""
+    from usecases.stores.database import Database, EmbeddedPostgres
+    from usecases.stores.labelstudio import EmbeddedLabelStudio
+
+    def action() -> None:
+        state = State.from_env()
+        database = EmbeddedPostgres(state)
+        if not database.is_running():
+            database.start()
+        Database(database.conninfo()).migrate()
+        studio = EmbeddedLabelStudio(state, database.conninfo(), label_studio_port).start()
+        console.print(f"Label Studio running at {studio.url}; login in {studio.credentials}",
+                      highlight=False)
+
+    _run(action)
+
+
+@studio_app.command("stop")
+def studio_stop() -> None:
+    """Stop the embedded Label Studio (PostgreSQL keeps running: `cdl db stop`)."""
+    from usecases.stores.database import EmbeddedPostgres
+    from usecases.stores.labelstudio import EmbeddedLabelStudio
+
+    def action() -> None:
+        state = State.from_env()
+        EmbeddedLabelStudio(state, EmbeddedPostgres(state).conninfo()).stop()
+
+    _run(action)
+
+
+@studio_app.command("status")
+def studio_status() -> None:
+    """Say whether the embedded Label Studio is running; exit 3 when it is not."""
+    from usecases.stores.database import EmbeddedPostgres
+    from usecases.stores.labelstudio import EmbeddedLabelStudio
+
+    def action() -> Any:
+        state = State.from_env()
+        return EmbeddedLabelStudio(state, EmbeddedPostgres(state).conninfo()).running()
+
+    studio = _run(action)
+    print(f"running at {studio.url}" if studio else "stopped")
+    if not studio:
+        raise typer.Exit(3)
+
+
+@app.command()
+def preflight(
+    stack: Annotated[str, typer.Option("--stack", help="Pulumi stack to check: reads "
+                                       "Pulumi.STACK.yaml in this directory.")],
+    cloud: Annotated[str | None, typer.Option("--cloud", help="Cloud in clouds.yaml "
+                                              "(default: OS_CLOUD, else the OS_* variables).")
+                     ] = None,
+) -> None:
+    """Before `pulumi up`: check auth, external network, image, flavors (GPU) and quotas."""
+    from usecases.cloud.preflight import connect, read_stack, table
+    from usecases.cloud.preflight import preflight as check
+
+    checks = _run(lambda: check(connect(cloud), read_stack(Path(f"Pulumi.{stack}.yaml"))))
+    Console().print(table(checks))
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

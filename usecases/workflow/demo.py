@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from usecases.errors import CDLError
 from usecases.state import State
 from usecases.stores.database import Database, open_database
+from usecases.stores.labelstudio import LabelStudioClient, open_label_studio
 from usecases.stores.mldata import MLDataStore
 from usecases.stores.registry import ModelRegistry, code_version, verify_artifacts
 from usecases.workflow import data, deploy, features, labeling, model
@@ -102,19 +103,23 @@ def item_counts(dataset: data.DatasetVersion, items: list[Item]) -> dict[str, in
     }
 
 
+Studio = Callable[[], LabelStudioClient] | None  # opens Label Studio on first use; None: direct
+
+
 @dataclass
 class Prepared:
     dataset: data.DatasetVersion
     items: list[Item]
     features: Path
+    labeling: dict[str, Any]
 
     def counts(self) -> dict[str, int]:
         return item_counts(self.dataset, self.items)
 
 
-def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
-            display: Display, timer: Timer, seed: int) -> Prepared:
-    """Data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
+def ingest(usecase: UseCase, state: State, options: DataOptions, db: Database,
+           display: Display, timer: Timer, seed: int) -> tuple[data.DatasetVersion, list[Item]]:
+    """Collect, validate, quarantine and version the raw data; the version's valid items."""
     data.check_source(options.folder)
     store = MLDataStore(state.mldata)
     with timer("ingest", display, f"{usecase.name}: ingesting {options.folder}"):
@@ -122,28 +127,50 @@ def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database,
         split = data.SplitRules(seed=seed) if usecase.needs_split() else None
         dataset = data.ingest(store, db, usecase.name, options.folder, candidates, rules, split)
         items = usecase.items(dataset, store)
-    prepared_counts = item_counts(dataset, items)
+    counts = item_counts(dataset, items)
     display.note(
         f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): "
-        f"{prepared_counts['ingested']} ingested = {prepared_counts['valid']} valid + "
-        f"{prepared_counts['quarantined']} quarantined"
+        f"{counts['ingested']} ingested = {counts['valid']} valid + "
+        f"{counts['quarantined']} quarantined"
     )
     for entry in dataset.manifest.entries:
         if entry.status == "quarantined":
             display.note(f"quarantined {entry.path}: {entry.reason}")
-    with timer("label", display, f"{usecase.name}: labels (Label Studio JSON → PostgreSQL)"):
-        labeling.store_labels(db, store, dataset, items,
-                              lambda item: usecase.task_data(item, store), usecase.label_to_name)
+    return dataset, items
+
+
+def label(usecase: UseCase, state: State, db: Database, dataset: data.DatasetVersion,
+          items: list[Item], studio: Studio, display: Display, timer: Timer,
+          refresh: bool = False) -> dict[str, Any]:
+    store = MLDataStore(state.mldata)
+    target = labeling.Target(usecase.name, usecase.classes, usecase.label_to_name,
+                             lambda item: usecase.task_data(item, store))
+    tool = "Label Studio" if studio else "Label Studio JSON, direct"
+    with timer("label", display, f"{usecase.name}: labels ({tool} → PostgreSQL)"):
+        summary = labeling.label(db, store, dataset, items, target, studio, refresh)
+    if studio:
+        display.note(f"{usecase.name}: {summary['exported']} labels exported from "
+                     f"{summary['url']} ({summary['by_people']} set by people"
+                     f"{', last export reused' if summary.get('reused') else ''})")
+    return summary
+
+
+def prepare(usecase: UseCase, state: State, options: DataOptions, db: Database, studio: Studio,
+            display: Display, timer: Timer, seed: int) -> Prepared:
+    """Data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
+    dataset, items = ingest(usecase, state, options, db, display, timer, seed)
+    summary = label(usecase, state, db, dataset, items, studio, display, timer)
     with timer("transform", display, f"{usecase.name}: features"):
-        features_dir, _ = features.build_features(usecase, db, store, dataset, items, options,
-                                                  state.transforms)
-    return Prepared(dataset, items, features_dir)
+        features_dir, _ = features.build_features(usecase, db, MLDataStore(state.mldata),
+                                                  dataset, items, options, state.transforms)
+    return Prepared(dataset, items, features_dir, summary)
 
 
 def run_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptions,
-                display: Display, timer: Timer) -> tuple[dict[str, Any], Prepared]:
+                studio: Studio, display: Display,
+                timer: Timer) -> tuple[dict[str, Any], Prepared]:
     """Data pipeline, labels, search/train, register, evaluate, gate. Returns the report."""
-    prepared = prepare(usecase, state, options.data, db, display, timer, options.seed)
+    prepared = prepare(usecase, state, options.data, db, studio, display, timer, options.seed)
     dataset, features_dir = prepared.dataset, prepared.features
 
     def train(config: dict[str, Any], hparams: dict[str, Any], epochs: int,
@@ -188,6 +215,7 @@ def run_usecase(usecase: UseCase, state: State, db: Database, options: DemoOptio
                             for e in dataset.manifest.entries if e.status == "quarantined"],
             "manifest": str(dataset.manifest_path),
         },
+        "labeling": prepared.labeling,
         "model": {
             "name": usecase.model_name,
             "version": evaluated.version,
@@ -253,10 +281,29 @@ def deploy_usecase(usecase: UseCase, state: State, db: Database, options: DemoOp
     return singles, [truth[i] for i in sample], offline
 
 
-def run(runs: list[tuple[UseCase, DemoOptions]], state: State,
-        display: Display) -> dict[str, dict[str, Any]]:
+def studio_opener(services: contextlib.ExitStack, state: State, db: Database, port: int,
+                  display: Display) -> Callable[[], LabelStudioClient]:
+    """Label Studio, started (or found running) the first time a step needs it; it stops when
+    ``services`` closes."""
+    opened: list[LabelStudioClient] = []
+
+    def studio() -> LabelStudioClient:
+        if not opened:
+            with display.stage("Starting Label Studio on 127.0.0.1"):
+                found = services.enter_context(open_label_studio(state, db.conninfo, port))
+            display.note(f"Label Studio at {found.url}" + (
+                f"; login in {found.credentials}" if found.credentials else ""))
+            opened.append(LabelStudioClient(found))
+        return opened[0]
+
+    return studio
+
+
+def run(runs: list[tuple[UseCase, DemoOptions]], state: State, display: Display,
+        label_studio_port: int | None = None) -> dict[str, dict[str, Any]]:
     """Each use case in turn against one database (started and stopped here if needed), then
-    the approved models served together by one MLServer and smoke-tested."""
+    the approved models served together by one MLServer and smoke-tested. Labels go through
+    Label Studio on ``label_studio_port`` unless it is None."""
     for _, options in runs:
         data.check_source(options.data.folder)
     reports: dict[str, dict[str, Any]] = {}
@@ -266,8 +313,10 @@ def run(runs: list[tuple[UseCase, DemoOptions]], state: State,
         timer = Timer()  # the first use case's timings include starting the database
         with timer("database", display, "Starting PostgreSQL"):
             db = services.enter_context(open_database(state))
+        studio = (None if label_studio_port is None
+                  else studio_opener(services, state, db, label_studio_port, display))
         for usecase, options in runs:
-            report, prepared = run_usecase(usecase, state, db, options, display, timer)
+            report, prepared = run_usecase(usecase, state, db, options, studio, display, timer)
             reports[usecase.name] = report
             if options.smoke and report["gate_passed"]:
                 smokes[usecase.name] = deploy_usecase(usecase, state, db, options, prepared,
@@ -277,6 +326,24 @@ def run(runs: list[tuple[UseCase, DemoOptions]], state: State,
         if smokes:
             serve_and_smoke(runs, smokes, reports, state, db, display)
     return reports
+
+
+def relabel(usecases: list[tuple[UseCase, DataOptions]], state: State, display: Display,
+            label_studio_port: int, seed: int = 42) -> dict[str, dict[str, Any]]:
+    """``cdl label``: export each use case's labels from Label Studio again (after people
+    edited them) into the label tables of its current dataset version."""
+    summaries = {}
+    with contextlib.ExitStack() as services:
+        db = services.enter_context(open_database(state))
+        studio = studio_opener(services, state, db, label_studio_port, display)
+        for usecase, options in usecases:
+            timer = Timer()
+            dataset, items = ingest(usecase, state, options, db, display, timer, seed)
+            summary = label(usecase, state, db, dataset, items, studio, display, timer,
+                            refresh=True)
+            summaries[usecase.name] = {"dataset_version": dataset.id, **summary,
+                                       "timings": timer.timings}
+    return summaries
 
 
 def serve_and_smoke(runs: list[tuple[UseCase, DemoOptions]],

@@ -1,64 +1,79 @@
-"""Labels (paper §3.2): Label Studio JSON export format, stored in PostgreSQL per split.
+"""Labels (paper §3.2): Label Studio tasks and annotations, exported to PostgreSQL per split.
 
-The paper pre-created its labels from the dataset's folders because nobody labeled by hand; so
-does this step. Each valid item becomes one Label Studio task whose annotation is the folder
-label, exactly as Label Studio exports it; the export is kept beside the dataset version and its
-rows go to ``train_labels`` / ``test_labels`` with lineage to the version.
+The paper releases validated data to Label Studio, which exports labels in its JSON format;
+they are stored in ``train_labels`` / ``test_labels`` with the labeler, the time and the dataset
+version. Its use case pre-created the labels because nobody labeled by hand; so does this step:
+each valid item becomes a task pre-annotated with the dataset's own label (folder or IDX file).
+
+Through Label Studio (the default), one project per use case and split holds the tasks; the
+pre-annotations are converted into annotations where nobody has labeled yet, and a person's label
+set in the UI wins on the next export. Without it (the foundation's direct path), the same export
+format is written here and stored the same way.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from usecases.stores.database import Database
+from usecases.stores.labelstudio import LabelStudioClient
 from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import DatasetVersion
 from usecases.workflow.usecase import Item
 
-FOLDER_LABELER = "cdl-folder-labels"
+DATASET_LABELER = "cdl-dataset-labels"  # who a pre-annotation's label comes from
+PREDICTION_VERSION = "dataset-labels"
 SPLITS = ("train", "test")
+TaskData = Callable[[Item], dict[str, Any]]
+# Label Studio's object tag for what a use case labels (its ``label_to_name``)
+OBJECT_TAGS = {"text": "Text", "image": "Image"}
 
 
-def label_result(label: str, from_name: str, to_name: str) -> list[dict[str, Any]]:
-    return [{
-        "from_name": from_name,
-        "to_name": to_name,
-        "type": "choices",
-        "origin": "prediction",
-        "value": {"choices": [label]},
-    }]
+def label_config(classes: tuple[str, ...], to_name: str) -> str:
+    """A single-choice classification interface over the use case's classes."""
+    choices = "".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
+    return (f"<View><{OBJECT_TAGS[to_name]} name={quoteattr(to_name)} value="
+            f"{quoteattr('$' + to_name)}/><Choices name=\"label\" toName={quoteattr(to_name)}"
+            f" choice=\"single\">{choices}</Choices></View>")
 
 
-def export_tasks(
-    items: list[Item],
-    task_data: Callable[[Item], dict[str, Any]],
-    created_at: str,
-    from_name: str = "label",
-    to_name: str = "text",
-) -> list[dict[str, Any]]:
-    """Tasks in Label Studio's JSON export format, pre-annotated from the folder labels."""
+def label_result(label: str, to_name: str) -> list[dict[str, Any]]:
+    return [{"from_name": "label", "to_name": to_name, "type": "choices",
+             "value": {"choices": [label]}}]
+
+
+def task(item: Item, task_data: TaskData, to_name: str) -> dict[str, Any]:
+    """An item as a Label Studio task, pre-annotated with the dataset's label. ``content`` (the
+    item's content hash) tells a changed file from the task made for its earlier content."""
+    return {
+        "data": {**task_data(item), "item_id": item.item_id, "path": item.path,
+                 "content": item.group},
+        "predictions": [{"model_version": PREDICTION_VERSION,
+                         "result": label_result(item.label, to_name)}],
+    }
+
+
+def export_tasks(items: list[Item], task_data: TaskData, created_at: str,
+                 to_name: str) -> list[dict[str, Any]]:
+    """Without Label Studio: the tasks as its JSON export writes them once the pre-annotations
+    are converted (``parent_prediction`` marks such an annotation)."""
     tasks = []
     for number, item in enumerate(items, start=1):
-        result = label_result(item.label, from_name, to_name)
-        tasks.append({
-            "id": number,
-            "data": {**task_data(item), "item_id": item.item_id, "path": item.path},
-            "predictions": [{"id": number, "model_version": "folder", "result": result}],
-            "annotations": [{
-                "id": number,
-                # made from the prediction, as Label Studio's predictions_to_annotations marks it
-                "parent_prediction": number,
-                "completed_by": FOLDER_LABELER,
-                "created_at": created_at,
-                "updated_at": created_at,
-                "was_cancelled": False,
-                "ground_truth": False,
-                "result": result,
-            }],
-        })
+        made = task(item, task_data, to_name)
+        made["id"] = number
+        made["predictions"][0]["id"] = number
+        made["annotations"] = [{
+            "id": number, "parent_prediction": number, "completed_by": DATASET_LABELER,
+            "created_at": created_at, "updated_at": created_at, "was_cancelled": False,
+            "ground_truth": False, "result": made["predictions"][0]["result"],
+        }]
+        tasks.append(made)
     return tasks
 
 
@@ -66,67 +81,171 @@ def by_a_person(annotation: dict[str, Any]) -> bool:
     """Written or edited by a person, not merely converted from a pre-annotation.
 
     Label Studio marks converted annotations with ``parent_prediction``; a person's edit of one
-    keeps that mark but sets ``updated_by`` and moves ``updated_at`` past ``created_at``."""
-    if not annotation.get("parent_prediction"):
-        return True
-    edited_at = annotation.get("updated_at") or annotation["created_at"]
-    return bool(annotation.get("updated_by")) or edited_at > annotation["created_at"]
+    keeps that mark but sets ``updated_by``. (Its ``updated_at`` is no sign: the conversion
+    itself leaves it microseconds past ``created_at``.)"""
+    return not annotation.get("parent_prediction") or bool(annotation.get("updated_by"))
 
 
-def rows_from_export(tasks: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
-    """(item_id, path, label, creator, created_at) per task: a person's latest label wins over
-    the pre-annotation; skipped (cancelled) annotations never count."""
+Row = tuple[str, str, str, str, str]  # item_id, path, label, labeler, labeled at
+
+
+def rows_from_export(tasks: list[dict[str, Any]],
+                     people: dict[int, str] | None = None) -> list[Row]:
+    """One row per labeled task: a person's latest label wins over the pre-annotation; skipped
+    (cancelled) annotations never count. ``people`` names Label Studio's user ids."""
     rows = []
-    for task in tasks:
-        live = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+    for exported in tasks:
+        live = [a for a in exported.get("annotations", []) if not a.get("was_cancelled")]
         if not live:
             continue
         human = [a for a in live if by_a_person(a)]
-        latest = max(human or live,
-                     key=lambda a: a.get("updated_at") or a["created_at"])
+        latest = max(human or live, key=lambda a: a.get("updated_at") or a["created_at"])
         choices = [r["value"]["choices"][0] for r in latest["result"] if r["type"] == "choices"]
-        if choices:
-            rows.append((task["data"]["item_id"], task["data"]["path"], choices[0],
-                         str(latest["completed_by"]), latest["created_at"]))
+        if not choices:
+            continue
+        if human:
+            who = latest.get("updated_by") or latest["completed_by"]
+            labeler = (people or {}).get(who, str(who)) if isinstance(who, int) else str(who)
+        else:
+            labeler = DATASET_LABELER
+        rows.append((exported["data"]["item_id"], exported["data"]["path"], choices[0], labeler,
+                     latest.get("updated_at") or latest["created_at"]))
     return rows
 
 
-def store_labels(
-    db: Database,
-    store: MLDataStore,
-    dataset: DatasetVersion,
-    items: list[Item],
-    task_data: Callable[[Item], dict[str, Any]],
-    to_name: str = "text",
-) -> dict[str, int]:
-    """Write the export per split and its rows to the label tables; idempotent per version."""
+def stored_count(db: Database, dataset: DatasetVersion, split: str) -> int:
+    with db.connect() as conn:
+        row = conn.execute(f"SELECT count(*) FROM {split}_labels WHERE dataset_version = %s",
+                           (dataset.id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def replace_labels(db: Database, dataset: DatasetVersion, split: str, rows: list[Row],
+                   export: dict[str, Any] | None = None) -> None:
+    """The split's labels for this version become ``rows``, and the export that made them is
+    recorded, in one transaction: a failed write leaves what was stored before untouched."""
+    with db.connect() as conn:
+        conn.execute(f"DELETE FROM {split}_labels WHERE dataset_version = %s", (dataset.id,))
+        with conn.cursor().copy(
+                f"COPY {split}_labels (usecase, dataset_version, item_id, file_path, label,"
+                " creator, created_at) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((dataset.manifest.usecase, dataset.id, *row))
+        if export is not None:
+            conn.execute(
+                "INSERT INTO label_exports (dataset_version, split, tool, url, project, tasks,"
+                " annotations, exported, by_people) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (dataset.id, split, export["tool"], export["url"], export["project"],
+                 export["tasks"], export["annotations"], len(rows),
+                 sum(row[3] != DATASET_LABELER for row in rows)))
+
+
+def last_export(db: Database, dataset: DatasetVersion, tool: str) -> dict[str, Any] | None:
+    """The newest export through ``tool`` for both splits of the version, summed; None unless
+    both splits have one."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (split) split, url, project, tasks, annotations, exported,"
+            " by_people FROM label_exports WHERE dataset_version = %s AND tool = %s"
+            " ORDER BY split, exported_at DESC, id DESC", (dataset.id, tool)).fetchall()
+    if len(rows) != len(SPLITS):
+        return None
+    return {"tool": tool, "url": rows[0][1], "projects": {r[0]: r[2] for r in rows},
+            "tasks": sum(r[3] for r in rows), "imported": 0,
+            "annotations": sum(r[4] for r in rows), "exported": sum(r[5] for r in rows),
+            "by_people": sum(r[6] for r in rows), "reused": True}
+
+
+def _export_path(store: MLDataStore, dataset: DatasetVersion, split: str) -> Path:
+    return store.version_dir(dataset.id) / f"labels-{split}.json"
+
+
+def store_labels(db: Database, store: MLDataStore, dataset: DatasetVersion, items: list[Item],
+                 task_data: TaskData, to_name: str = "text") -> dict[str, Any]:
+    """Direct path: write the export per split and its rows to the label tables; idempotent
+    per version."""
     created_at = datetime.now(UTC).isoformat()
-    stored = {}
+    exported = annotations = 0
     for split in SPLITS:
-        export_path = store.version_dir(dataset.id) / f"labels-{split}.json"
-        with db.connect() as conn:
-            row = conn.execute(f"SELECT count(*) FROM {split}_labels"
-                               " WHERE dataset_version = %s", (dataset.id,)).fetchone()
-        present = int(row[0]) if row else 0
+        export_path = _export_path(store, dataset, split)
+        present = stored_count(db, dataset, split)
         if present and export_path.exists():
-            stored[split] = present  # this version's labels are stored already
+            exported += present  # this version's labels are stored already
+            annotations += present
             continue
         if export_path.exists():
             tasks = json.loads(export_path.read_text())
         else:
             tasks = export_tasks([i for i in items if i.split == split], task_data, created_at,
-                                 to_name=to_name)
+                                 to_name)
             export_path.write_text(json.dumps(tasks))
         rows = rows_from_export(tasks)
-        with db.connect() as conn:
-            if not present:
-                with conn.cursor().copy(
-                        f"COPY {split}_labels (usecase, dataset_version, item_id, file_path,"
-                        " label, creator, created_at) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row((dataset.manifest.usecase, dataset.id, *row))
-        stored[split] = len(rows)
-    return stored
+        replace_labels(db, dataset, split, rows)
+        exported += len(rows)
+        annotations += sum(len(t["annotations"]) for t in tasks)
+    return {"tool": "direct", "url": None, "tasks": len(items), "annotations": annotations,
+            "exported": exported}
+
+
+@dataclass
+class Target:
+    """What the Labeling step needs to know of a use case."""
+
+    usecase: str
+    classes: tuple[str, ...]
+    to_name: str
+    task_data: TaskData
+
+
+def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
+                      items: list[Item], target: Target,
+                      client: LabelStudioClient) -> dict[str, Any]:
+    """Through Label Studio: per split, a project (reused), the version's missing tasks
+    imported with pre-annotations, pre-annotations converted where nobody has labeled, the
+    annotations exported and stored. Re-running imports nothing twice; a person's label wins."""
+    config = label_config(target.classes, target.to_name)
+    people = client.users()
+    summary: dict[str, Any] = {"tool": "label-studio", "url": client.studio.url, "projects": {},
+                               "tasks": 0, "imported": 0, "annotations": 0, "exported": 0,
+                               "by_people": 0, "reused": False}
+    for split in SPLITS:
+        wanted = {(i.item_id, i.group): i for i in items if i.split == split}
+        project = client.project(f"CDL {target.usecase} {split}", config)
+        present = client.items(project)
+        missing = [task(i, target.task_data, target.to_name) for key, i in wanted.items()
+                   if key not in present]
+        summary["imported"] += client.import_tasks(project, missing)
+        client.convert_predictions(project)
+        tasks = [t for t in client.export(project)
+                 if (t["data"].get("item_id"), t["data"].get("content")) in wanted]
+        rows = rows_from_export(tasks, people)
+        annotations = sum(len([a for a in t.get("annotations", [])
+                               if not a.get("was_cancelled")]) for t in tasks)
+        _export_path(store, dataset, split).write_text(json.dumps(tasks))
+        replace_labels(db, dataset, split, rows, {
+            "tool": "label-studio", "url": client.studio.url, "project": project,
+            "tasks": len(tasks), "annotations": annotations})
+        summary["projects"][split] = project
+        summary["tasks"] += len(tasks)
+        summary["annotations"] += annotations
+        summary["exported"] += len(rows)
+        summary["by_people"] += sum(row[3] != DATASET_LABELER for row in rows)
+    return summary
+
+
+def label(db: Database, store: MLDataStore, dataset: DatasetVersion, items: list[Item],
+          target: Target, studio: Callable[[], LabelStudioClient] | None,
+          refresh: bool = False) -> dict[str, Any]:
+    """The Labeling step. With ``studio`` (opened only when needed): through Label Studio,
+    reusing this version's last export unless ``refresh`` asks for a new one (after people
+    edited labels); without: the direct path."""
+    if studio is None:
+        return store_labels(db, store, dataset, items, target.task_data, target.to_name)
+    if not refresh:
+        previous = last_export(db, dataset, "label-studio")
+        if previous is not None:
+            return previous
+    return label_with_studio(db, store, dataset, items, target, studio())
 
 
 def load_labels(db: Database, dataset_version: str, split: str) -> dict[str, str]:

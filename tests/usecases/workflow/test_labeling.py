@@ -9,7 +9,7 @@ from usecases.stores.database import Database
 from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import SplitRules, ingest
 from usecases.workflow.labeling import (
-    FOLDER_LABELER,
+    DATASET_LABELER,
     export_tasks,
     load_labels,
     rows_from_export,
@@ -31,7 +31,8 @@ def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
     store, dataset = _dataset(tmp_path, db)
     items = USECASE.items(dataset, store)  # type: ignore[arg-type]
     stored = store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
-    assert stored == {"train": 40, "test": 10}
+    assert stored == {"tool": "direct", "url": None, "tasks": 50, "annotations": 50,
+                      "exported": 50}
     tasks = json.loads((store.version_dir(dataset.id) / "labels-train.json").read_text())  # type: ignore[attr-defined]
     task = tasks[0]
     assert set(task) >= {"id", "data", "annotations", "predictions"}
@@ -44,7 +45,7 @@ def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
                            " FROM train_labels ORDER BY id LIMIT 1").fetchone()
     assert row is not None
     label, path, creator, version, created_at = row
-    assert path.startswith(label + "/") and creator == FOLDER_LABELER
+    assert path.startswith(label + "/") and creator == DATASET_LABELER
     assert version == dataset.id and created_at is not None  # type: ignore[attr-defined]
 
 
@@ -63,6 +64,7 @@ def _annotation(label: str, at: str, converted: bool = False, edited_at: str | N
     return {"completed_by": "ann" if not converted else "admin", "created_at": at,
             "updated_at": edited_at or at, "was_cancelled": cancelled,
             "parent_prediction": 7 if converted else None,
+            "updated_by": 3 if edited_at else None,
             "result": [{"type": "choices", "value": {"choices": [label]}}]}
 
 
@@ -94,7 +96,7 @@ def test_folder_labels_are_marked_as_converted_pre_annotations() -> None:
     from usecases.workflow.usecase import Item
 
     (task,) = export_tasks([Item("a/1", "a/1.txt", "tech", "train", "g", "s")],
-                           lambda i: {"text": "t"}, "2026-01-01T00:00:00+00:00")
+                           lambda i: {"text": "t"}, "2026-01-01T00:00:00+00:00", "text")
     (annotation,) = task["annotations"]
     assert annotation["parent_prediction"] == task["predictions"][0]["id"]
     assert _label(annotation, _annotation("sport", "2025-12-31")) == "sport"

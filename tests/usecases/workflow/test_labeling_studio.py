@@ -1,0 +1,149 @@
+"""The Labeling step through a real Label Studio (started by the tests, no fake server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from label_studio_sdk import LabelStudio
+
+from usecases.bbc.dataset import TextRules, scan
+from usecases.bbc.usecase import USECASE as BBC
+from usecases.errors import CDLError
+from usecases.fmnist.usecase import CLASSES as FASHION_CLASSES
+from usecases.fmnist.usecase import USECASE as FMNIST
+from usecases.stores.database import Database
+from usecases.stores.labelstudio import ADMIN, LabelStudioClient, Studio
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow.data import DatasetVersion, SplitRules, ingest
+from usecases.workflow.labeling import DATASET_LABELER, Target, label, load_labels
+from usecases.workflow.usecase import DataOptions, Item, UseCase
+
+from ...conftest import free_port
+from ...rawdata import write_bbc, write_fmnist
+
+
+def _bbc(tmp_path: Path, db: Database) -> tuple[MLDataStore, DatasetVersion, list[Item]]:
+    raw = write_bbc(tmp_path / "raw", per_class=4)
+    store = MLDataStore(tmp_path / "mldata")
+    rules = TextRules()
+    dataset = ingest(store, db, "bbc", raw, scan(raw, rules), rules.as_dict(), SplitRules())
+    return store, dataset, BBC.items(dataset, store)
+
+
+def _target(usecase: UseCase, store: MLDataStore) -> Target:
+    return Target(usecase.name, usecase.classes, usecase.label_to_name,
+                  lambda item: usecase.task_data(item, store))
+
+
+def _stored(db: Database, dataset: DatasetVersion) -> dict[str, tuple[str, str]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT item_id, label, creator FROM train_labels WHERE dataset_version = %s"
+            " UNION ALL SELECT item_id, label, creator FROM test_labels"
+            " WHERE dataset_version = %s", (dataset.id, dataset.id)).fetchall()
+    return {item_id: (label, creator) for item_id, label, creator in rows}
+
+
+def test_bbc_round_trip_stores_every_valid_item_with_its_version(
+        tmp_path: Path, db: Database, label_studio: Studio) -> None:
+    store, dataset, items = _bbc(tmp_path, db)
+    client = LabelStudioClient(label_studio)
+    summary = label(db, store, dataset, items, _target(BBC, store), lambda: client)
+    assert summary["tool"] == "label-studio" and summary["url"] == label_studio.url
+    assert summary["tasks"] == summary["annotations"] == summary["exported"] == len(items) == 20
+    assert summary["imported"] == 20 and summary["by_people"] == 0
+    stored = _stored(db, dataset)
+    assert stored == {i.item_id: (i.label, DATASET_LABELER) for i in items}
+    sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    project = sdk.projects.get(id=summary["projects"]["train"])
+    assert project.title == "CDL bbc train"
+    assert all(f'value="{c}"' in (project.label_config or "") for c in BBC.classes)
+    (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
+    assert task.data["text"].strip() and task.data["item_id"] in stored
+
+
+def test_fashion_images_reach_label_studio_as_data_urls(
+        tmp_path: Path, db: Database, label_studio: Studio) -> None:
+    raw = write_fmnist(tmp_path / "raw", n_train=30, n_test=10)
+    store = MLDataStore(tmp_path / "mldata")
+    candidates, rules = FMNIST.scan(DataOptions(folder=raw, max_bytes=1, min_chars=0))
+    dataset = ingest(store, db, "fmnist", raw, candidates, rules, None)
+    items = FMNIST.items(dataset, store)
+    client = LabelStudioClient(label_studio)
+    summary = label(db, store, dataset, items, _target(FMNIST, store), lambda: client)
+    assert summary["exported"] == len(items) == 40
+    assert _stored(db, dataset) == {i.item_id: (i.label, DATASET_LABELER) for i in items}
+    sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    project = sdk.projects.get(id=summary["projects"]["test"])
+    assert all(f'value="{c}"' in (project.label_config or "") for c in FASHION_CLASSES)
+    (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
+    assert task.data["image"].startswith("data:image/png;base64,")
+
+
+def test_rerunning_imports_nothing_twice(tmp_path: Path, db: Database,
+                                         label_studio: Studio) -> None:
+    store, dataset, items = _bbc(tmp_path, db)
+    client = LabelStudioClient(label_studio)
+    first = label(db, store, dataset, items, _target(BBC, store), lambda: client)
+    again = label(db, store, dataset, items, _target(BBC, store), lambda: client, refresh=True)
+    assert again["imported"] == 0 and again["tasks"] == first["tasks"] == 20
+    sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    for split, project in first["projects"].items():
+        assert again["projects"][split] == project
+        assert sdk.projects.get(id=project).task_number == sum(i.split == split for i in items)
+    assert len(load_labels(db, dataset.id, "train")) + len(load_labels(db, dataset.id,
+                                                                       "test")) == 20
+
+
+def _relabel(sdk: LabelStudio, project: int, to: str) -> str:
+    """A person changes the converted annotation of the project's first task in the UI."""
+    (task, *_) = list(sdk.tasks.list(project=project, fields="all"))
+    (annotation,) = sdk.annotations.list(id=task.id)
+    assert annotation.id is not None
+    sdk.annotations.update(id=annotation.id, result=[
+        {"from_name": "label", "to_name": "text", "type": "choices",
+         "value": {"choices": [to]}}])
+    return str(task.data["item_id"])
+
+
+def test_a_label_a_person_changed_wins_on_the_next_export(
+        tmp_path: Path, db: Database, label_studio: Studio) -> None:
+    store, dataset, items = _bbc(tmp_path, db)
+    client = LabelStudioClient(label_studio)
+    first = label(db, store, dataset, items, _target(BBC, store), lambda: client)
+    sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+    item_id = _relabel(sdk, first["projects"]["train"], "tech")
+    original = next(i.label for i in items if i.item_id == item_id)
+    assert original != "tech"  # the first task is a business article (classes in order)
+    # the demo reuses the version's last export; `cdl label` (refresh) takes the person's label
+    assert label(db, store, dataset, items, _target(BBC, store), lambda: client)["reused"]
+    assert _stored(db, dataset)[item_id] == (original, DATASET_LABELER)
+    second = label(db, store, dataset, items, _target(BBC, store), lambda: client,
+                   refresh=True)
+    assert second["by_people"] == 1 and second["exported"] == 20
+    assert _stored(db, dataset)[item_id] == ("tech", ADMIN)
+    # converting again does not bring the pre-annotation back over the person's label
+    third = label(db, store, dataset, items, _target(BBC, store), lambda: client, refresh=True)
+    assert third["annotations"] == 20
+    assert _stored(db, dataset)[item_id] == ("tech", ADMIN)
+
+
+@pytest.mark.parametrize("broken", ["wrong token", "unreachable"])
+def test_a_broken_label_studio_is_a_clear_error_and_loses_no_label(
+        tmp_path: Path, db: Database, label_studio: Studio, broken: str) -> None:
+    store, dataset, items = _bbc(tmp_path, db)
+    label(db, store, dataset, items, _target(BBC, store),
+          lambda: LabelStudioClient(label_studio))
+    before = _stored(db, dataset)
+    bad = (Studio(label_studio.url, "0" * 40) if broken == "wrong token"
+           else Studio(f"http://127.0.0.1:{free_port()}", label_studio.token))
+    with pytest.raises(CDLError) as raised:
+        label(db, store, dataset, items, _target(BBC, store), lambda: LabelStudioClient(bad),
+              refresh=True)
+    message: Any = str(raised.value)
+    expected = "refused the API token" if broken == "wrong token" else "cannot reach"
+    assert expected in message and bad.url in message and "0" * 40 not in message
+    assert "labels already stored are unchanged" in message
+    assert _stored(db, dataset) == before and len(before) == 20
