@@ -415,6 +415,48 @@ def preflight(
         raise typer.Exit(1)
 
 
+@app.command()
+def ops(
+    playbook: Annotated[str, typer.Argument(help="site, a day-two playbook (rolling-reboot, "
+                                            "postgres-backup, ...) or a path.")],
+    limit: Annotated[str | None, typer.Option("--limit", help="Hosts or groups to run on.")] = None,
+    inventory: Annotated[Path | None, typer.Option(
+        "--inventory", help="Inventory (default: playbooks/inventory/hosts.yml).")] = None,
+    extra: Annotated[list[str] | None, typer.Option(
+        "-e", "--extra-vars", help="KEY=VALUE or a JSON object; repeatable.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Dry run (Ansible check mode).")] = False,
+) -> None:
+    """Run a playbook on the hosts, streaming progress; fails naming the host and task."""
+    from usecases import ops as playbooks
+
+    def show(step: playbooks.Progress) -> None:
+        if step.status == "start":
+            console.print(f"[bold]{step.task}", highlight=False)
+        elif step.status in ("changed", "failed", "unreachable"):
+            colour = "yellow" if step.status == "changed" else "red"
+            console.print(f"  [{colour}]{step.status}[/{colour}] {step.host} {step.message}",
+                          highlight=False)
+
+    def action() -> None:
+        extravars: dict[str, Any] = {}
+        for item in extra or []:
+            if item.lstrip().startswith("{"):
+                extravars.update(json.loads(item))
+            elif "=" in item:
+                key, value = item.split("=", 1)
+                extravars[key] = value
+            else:
+                raise CDLError(f"cannot read extra variable {item!r}",
+                               "write KEY=VALUE or a JSON object")
+        result = playbooks.run_playbook(playbook, inventory=inventory, limit=limit,
+                                        extravars=extravars, check=check, on_progress=show)
+        for host, counts in result.stats.items():
+            print(f"{host}: " + " ".join(f"{name}={n}" for name, n in counts.items()))
+        console.print(f"{result.playbook.name} finished in {result.seconds:.0f} s")
+
+    _run(action)
+
+
 def main() -> None:
     # TensorFlow's C++ start-up chatter and a Python-version notice from a Google library that
     # determined imports would bury the progress display.
