@@ -27,7 +27,7 @@ ADMIN_PORTS = (22, 5432, 6443, 16443, 8080, 9000)
 # The same ceiling as stacks/config.py MAX_VOLUME_GB (a test keeps them equal).
 MAX_VOLUME_GB = 4096
 # Instance metadata the program sets on GPU nodes (stacks/compute.py ROLE_KEY).
-ROLE_KEY, GPU_ROLE = "cdl-role", "gpu-node"
+ROLE_KEY, GPU_ROLE = "cdl_role", "gpu_node"
 
 _SECRET_KEY = re.compile(r"pass(word|wd)?$|secret|token|api_?key|access_?key|private_?key|"
                          r"credential", re.IGNORECASE)

@@ -9,8 +9,9 @@ import pulumi_openstack as openstack
 
 from stacks.inventory import Host
 
-# Instance metadata key the policy pack reads to tell GPU nodes from other instances.
-ROLE_KEY = "cdl-role"
+# Instance metadata: the policy pack tells GPU nodes apart by cdl_role, and the day-two dynamic
+# inventory (playbooks/inventory/openstack.yml) builds its groups and SSH user from all three.
+ROLE_KEY, USER_KEY, CONTROL_KEY = "cdl_role", "cdl_ssh_user", "cdl_k8s_control"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ServerArgs:
 
 
 def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi.Resource,
+            control: bool = False,
             scheduler_hints: list[openstack.compute.InstanceSchedulerHintArgs] | None = None,
             ) -> Server:
     placement = args.placement
@@ -67,7 +69,8 @@ def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi
         opts=child)
     instance = openstack.compute.Instance(
         name, name=name, flavor_name=args.flavor, key_pair=placement.key_pair,
-        metadata={ROLE_KEY: role},
+        metadata={ROLE_KEY: role, USER_KEY: placement.ssh_user,
+                  **({CONTROL_KEY: "true"} if control else {})},
         networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
         block_devices=[openstack.compute.InstanceBlockDeviceArgs(
             source_type="image", uuid=image.id, destination_type="volume",
@@ -112,7 +115,8 @@ class GpuNodePool(pulumi.ComponentResource):
         self.data_volumes = []
         for index in range(args.count):
             node = f"{name}-{index}"
-            server = _server(node, "gpu-node", args, public=index == 0, parent=self,
+            first = index == 0
+            server = _server(node, "gpu_node", args, public=first, control=first, parent=self,
                              scheduler_hints=hints)
             self.servers.append(server)
             if args.data_volume_gb:

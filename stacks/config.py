@@ -41,7 +41,7 @@ class HostConfig(_Model):
 
     address: str = Field(min_length=1)
     role: Literal["gpu", "gitlab"]
-    ssh_user: str = Field("ubuntu", min_length=1)
+    ssh_user: str = Field("debian", min_length=1)
     name: str | None = None
 
 
@@ -57,7 +57,7 @@ class StackConfig(_Model):
     """What ``cdl:*`` holds. OpenStack credentials stay in ``openstack:*`` or clouds.yaml."""
 
     ssh_public_key: str | None = None
-    ssh_user: str = Field("ubuntu", min_length=1)
+    ssh_user: str = Field("debian", min_length=1)
     admin_cidrs: list[str] = Field(default_factory=list)
     allow_world_admin: bool = False
     ingress_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])

@@ -70,6 +70,6 @@ def test_gpu_flavor_defaults_to_the_stack_config(pack: dict[str, Any]) -> None:
     reported: list[str] = []
     by_name["gpu-nodes-on-configured-flavor"]["validate"](
         _Args("openstack:compute/instance:Instance",
-              {"metadata": {"cdl-role": "gpu-node"}, "flavorName": "m1.large"}),
+              {"metadata": {"cdl_role": "gpu_node"}, "flavorName": "m1.large"}),
         lambda message, urn: reported.append(message))
     assert reported == ["GPU node on flavor 'm1.large'; expected one of g1.t4 (flavorName)"]

@@ -22,6 +22,7 @@ from policies.rules import (
     volume_too_large,
     world_open_admin_ports,
 )
+from stacks import compute
 from stacks.config import MAX_VOLUME_GB
 from tests.stacks.conftest import VALID, Run
 
@@ -61,13 +62,13 @@ def test_narrow_rules_pass(props: dict[str, Any]) -> None:
 
 
 def _gpu_node(**props: Any) -> dict[str, Any]:
-    return {"metadata": {"cdl-role": "gpu-node"}, "flavorName": "g1.t4", **props}
+    return {"metadata": {"cdl_role": "gpu_node"}, "flavorName": "g1.t4", **props}
 
 
 def test_gpu_node_on_the_configured_flavor_passes() -> None:
     assert gpu_node_off_flavor(INSTANCE, _gpu_node(), ["g1.t4"]) == []
     assert gpu_node_off_flavor(INSTANCE, {"flavorName": "m1.small",
-                                          "metadata": {"cdl-role": "gitlab"}}, ["g1.t4"]) == []
+                                          "metadata": {"cdl_role": "gitlab"}}, ["g1.t4"]) == []
 
 
 def test_gpu_node_on_another_flavor_is_refused() -> None:
@@ -97,8 +98,9 @@ def test_volume_sizes() -> None:
         f"blockDevices[0].volumeSize = 100000 GB; keep volumes between 1 and {MAX_VOLUME_GB} GB"]
 
 
-def test_policy_and_program_share_the_volume_ceiling() -> None:
+def test_policy_and_program_share_the_volume_ceiling_and_gpu_metadata() -> None:
     assert rules.MAX_VOLUME_GB == MAX_VOLUME_GB
+    assert rules.ROLE_KEY == compute.ROLE_KEY
 
 
 @pytest.mark.parametrize(("props", "ok"), [
@@ -141,7 +143,7 @@ def test_helm_values_with_plaintext_secrets_are_refused(values: dict[str, Any],
 
 def test_rules_ignore_types_they_do_not_cover() -> None:
     props = {"size": 10**6, "remoteIpPrefix": "0.0.0.0/0", "direction": "ingress",
-             "values": {"password": "x"}, "metadata": {"cdl-role": "gpu-node"}}
+             "values": {"password": "x"}, "metadata": {"cdl_role": "gpu_node"}}
     for rule in RULES:
         assert rule.check("random:index/randomPassword:RandomPassword", props, {}) == []
 

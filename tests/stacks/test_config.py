@@ -19,7 +19,7 @@ def _error(values: dict[str, Any]) -> str:
 def test_valid_config_gets_defaults() -> None:
     config = validate(VALID)
     assert (config.gpu_node_count, config.gitlab, config.boot_volume_gb,
-            config.data_volume_gb, config.ssh_user) == (1, True, 100, 0, "ubuntu")
+            config.data_volume_gb, config.ssh_user) == (1, True, 100, 0, "debian")
     assert config.cloud().gpu_flavor == "g1.t4"
 
 

@@ -37,7 +37,7 @@ def test_resources_for_node_count_and_gitlab(run_program: RunProgram, nodes: int
         "FloatingIp": 1 + g, "Volume": nodes, "VolumeAttach": nodes,
         "SecGroupRule": (2 * admin + 2 * ingress + 1) + g * (admin + 2 * ingress + 2),
     }
-    gpu = [r for r in run.of(INSTANCE) if r.inputs["metadata"]["cdl-role"] == "gpu-node"]
+    gpu = [r for r in run.of(INSTANCE) if r.inputs["metadata"]["cdl_role"] == "gpu_node"]
     assert len(gpu) == nodes
     assert {r.inputs["flavorName"] for r in gpu} == {"g1.t4"}
     inventory = yaml.safe_load(run.exports["inventory"])["all"]["children"]
@@ -118,7 +118,7 @@ def test_three_nodes_reach_private_nodes_through_the_first(run_program: RunProgr
     for name in ("cdl-gpu-1", "cdl-gpu-2"):
         assert hosts[name]["ansible_host"] == run.exports["nodeAddresses"][name]["internal"]
         assert hosts[name]["ansible_ssh_common_args"] == \
-            f"-o ProxyJump=ubuntu@{first['ansible_host']}"
+            f"-o ProxyJump=debian@{first['ansible_host']}"
 
 
 def test_existing_hosts_declare_nothing_on_openstack(run_program: RunProgram) -> None:
@@ -160,7 +160,7 @@ def test_done_when_gpu_node_count_instances_and_no_world_open_admin_port(
         run_program: RunProgram) -> None:
     """The issue's acceptance check: PULUMI_CONFIG set to a valid config, program under mocks."""
     run = run_program({**VALID, "gpuNodeCount": 2})
-    gpu = [r for r in run.of(INSTANCE) if r.inputs["metadata"]["cdl-role"] == "gpu-node"]
+    gpu = [r for r in run.of(INSTANCE) if r.inputs["metadata"]["cdl_role"] == "gpu_node"]
     assert len(gpu) == 2
     assert not [r for r in run.of(RULE)
                 if _world(r.inputs) and r.inputs.get("portRangeMin") in ADMIN_PORTS]
@@ -174,3 +174,13 @@ def test_done_when_world_admin_cidr_stops_the_program(run_program: RunProgram) -
 def test_world_admin_cidr_allowed_only_when_asked(run_program: RunProgram) -> None:
     run = run_program({**VALID, "adminCidrs": ["0.0.0.0/0"], "allowWorldAdmin": True})
     assert [r for r in run.of(RULE) if _world(r.inputs) and r.inputs.get("portRangeMin") == 22]
+
+
+def test_instance_metadata_feeds_the_day_two_inventory(run_program: RunProgram) -> None:
+    run = run_program({**VALID, "gpuNodeCount": 2, "sshUser": "admin"})
+    metadata = {r.name: r.inputs["metadata"] for r in run.of(INSTANCE)}
+    assert metadata == {
+        "cdl-gpu-0": {"cdl_role": "gpu_node", "cdl_ssh_user": "admin", "cdl_k8s_control": "true"},
+        "cdl-gpu-1": {"cdl_role": "gpu_node", "cdl_ssh_user": "admin"},
+        "cdl-gitlab": {"cdl_role": "gitlab", "cdl_ssh_user": "admin"},
+    }
