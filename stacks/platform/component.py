@@ -17,14 +17,7 @@ from stacks.platform.credentials import generated, secret
 from stacks.platform.data import pachyderm_values
 from stacks.platform.database import Postgres, PostgresArgs
 from stacks.platform.labels import ADMIN_SECRET, label_studio_values
-from stacks.platform.serving import (
-    MODEL_SERVICE_ACCOUNT,
-    MODEL_STORAGE_SECRET,
-    kserve_storage_annotations,
-    kserve_values,
-    rclone_storage,
-    seldon_values,
-)
+from stacks.platform.serving import MODEL_STORAGE_SECRET, kserve_values, seldon_values
 from stacks.platform.storage import ROOT_USER, ObjectStorage, ObjectStorageArgs
 from stacks.platform.tls import Tls, TlsArgs
 from stacks.platform.training import UI_TLS_SECRET as DETERMINED_TLS_SECRET
@@ -169,26 +162,13 @@ class Platform(pulumi.ComponentResource):
                  spaces: dict[Namespace, k8s.core.v1.Namespace]) -> None:
         """The serving operator and what charts/cdl-model needs in the models' namespace."""
         system = spaces[Namespace.SERVING_SYSTEM]
-        models = spaces[Namespace.MODELS]
         if config.serving is Serving.SELDON:
             release("seldon-core", pins.SELDON_CORE, Namespace.SERVING_SYSTEM, seldon_values(),
                     self, [system, tls])
-            secret(MODEL_STORAGE_SECRET, Namespace.MODELS,
-                   rclone_storage(storage.url, storage.access_key, storage.secret_key),
-                   self, depends_on=[models])
-            return
-        crds = release("kserve-crd", pins.KSERVE_CRD, Namespace.SERVING_SYSTEM, {}, self,
-                       [system])
-        release("kserve", pins.KSERVE, Namespace.SERVING_SYSTEM,
-                kserve_values(config.ingress_class), self, [crds, tls])
-        credentials = secret(MODEL_STORAGE_SECRET, Namespace.MODELS,
-                             {"AWS_ACCESS_KEY_ID": storage.access_key,
-                              "AWS_SECRET_ACCESS_KEY": storage.secret_key},
-                             self, annotations=kserve_storage_annotations(storage.endpoint),
-                             depends_on=[models])
-        k8s.core.v1.ServiceAccount(
-            MODEL_SERVICE_ACCOUNT,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_SERVICE_ACCOUNT,
-                                                namespace=Namespace.MODELS),
-            secrets=[k8s.core.v1.ObjectReferenceArgs(name=MODEL_STORAGE_SECRET)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[credentials]))
+        else:
+            crds = release("kserve-crd", pins.KSERVE_CRD, Namespace.SERVING_SYSTEM, {}, self,
+                           [system])
+            release("kserve", pins.KSERVE, Namespace.SERVING_SYSTEM,
+                    kserve_values(config.ingress_class), self, [crds, tls])
+        storage.credentials(Namespace.MODELS, [spaces[Namespace.MODELS]],
+                            name=MODEL_STORAGE_SECRET, extra={"endpoint": storage.endpoint})

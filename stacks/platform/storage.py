@@ -115,13 +115,10 @@ class ObjectStorage(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint})
 
     def credentials(self, namespace: str, depends_on: list[pulumi.Resource],
-                    extra: dict[str, str] | None = None,
-                    annotations: dict[str, str] | None = None) -> k8s.core.v1.Secret:
-        """The S3 identity as a Secret in ``namespace``, for releases that reference it.
-        ``extra`` adds keys under other names for tools that expect their own (AWS_*)."""
+                    name: str = S3_SECRET, extra: dict[str, str] | None = None
+                    ) -> k8s.core.v1.Secret:
+        """The S3 identity as a Secret in ``namespace``, for releases that reference it;
+        ``extra`` adds plain keys (the endpoint) for consumers that read everything from it."""
         data: dict[str, pulumi.Input[str]] = {S3_ACCESS_KEY: self.access_key,
-                                               S3_SECRET_KEY: self.secret_key}
-        for key, source in (extra or {}).items():
-            data[key] = data[source]
-        return secret(S3_SECRET, namespace, data, self, annotations=annotations,
-                      depends_on=depends_on)
+                                               S3_SECRET_KEY: self.secret_key, **(extra or {})}
+        return secret(name, namespace, data, self, depends_on=depends_on)

@@ -33,16 +33,17 @@ def upstream_root() -> Path:
 
 
 @functools.cache
-def _crds() -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(group, version, kind) → that version's openAPIV3Schema, from every CRD file."""
-    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+def _crds() -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
+    """(group, version, kind) → {CRD file: that version's openAPIV3Schema}. A kind can come in
+    several releases (KServe 0.14.1, the pin, and 0.20.0, the upgrade target)."""
+    found: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for path in sorted((upstream_root() / "crds").glob("*.yaml")):
         # libyaml's loader: the CRDs are 9 MB of YAML, minutes for the pure-Python one.
         for crd in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
             spec = crd["spec"]
             for version in spec["versions"]:
                 key = (spec["group"], version["name"], spec["names"]["kind"])
-                found[key] = version["schema"]["openAPIV3Schema"]
+                found.setdefault(key, {})[path.name] = version["schema"]["openAPIV3Schema"]
     return found
 
 
@@ -64,17 +65,20 @@ def _closed(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def validate_custom_resource(obj: dict[str, Any]) -> None:
-    """Validate a custom resource against its CRD's schema; fail if no CRD is known."""
+def validate_custom_resource(obj: dict[str, Any]) -> list[str]:
+    """Validate a custom resource against every copy of its CRD; fail if none is known.
+    Returns the CRD files it was checked against."""
     group, _, version = obj["apiVersion"].rpartition("/")
     key = (group, version, obj["kind"])
-    schema = _crds().get(key)
-    if schema is None:
+    schemas = _crds().get(key)
+    if not schemas:
         pytest.fail(f"no CRD for {key} in {upstream_root() / 'crds'}")
-    closed = _closed(schema)
-    # metadata is the API server's ObjectMeta, not described by the CRD's schema.
-    closed["properties"]["metadata"] = {"type": "object"}
-    jsonschema.Draft7Validator(closed).validate(obj)
+    for schema in schemas.values():
+        closed = _closed(schema)
+        # metadata is the API server's ObjectMeta, not described by the CRD's schema.
+        closed["properties"]["metadata"] = {"type": "object"}
+        jsonschema.Draft7Validator(closed).validate(obj)
+    return sorted(schemas)
 
 
 def is_custom(obj: dict[str, Any]) -> bool:
