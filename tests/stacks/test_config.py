@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from stacks.config import ConfigError, StackConfig, validate
+from tests.conftest import REPO
 from tests.stacks.conftest import VALID
 
 
@@ -90,3 +92,11 @@ def test_existing_hosts_need_no_cloud_settings() -> None:
     assert isinstance(config, StackConfig)
     with pytest.raises(ConfigError, match="cdl:hosts"):
         config.cloud()
+
+
+def test_example_stack_file_is_valid() -> None:
+    document = yaml.safe_load((REPO / "Pulumi.example.yaml").read_text())
+    values = {key.removeprefix("cdl:"): value for key, value in document["config"].items()
+              if key.startswith("cdl:")}
+    config = validate(values)
+    assert (config.gpu_node_count, config.gitlab, config.data_volume_gb) == (1, True, 200)
