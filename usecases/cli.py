@@ -406,10 +406,9 @@ def preflight(
                      ] = None,
 ) -> None:
     """Before `pulumi up`: check auth, external network, image, flavors (GPU) and quotas."""
-    from usecases.cloud.preflight import connect, read_stack, table
-    from usecases.cloud.preflight import preflight as check
+    from usecases.cloud.preflight import run, table
 
-    checks = _run(lambda: check(connect(cloud), read_stack(Path(f"Pulumi.{stack}.yaml"))))
+    checks = _run(lambda: run(Path(f"Pulumi.{stack}.yaml"), cloud))
     Console().print(table(checks))
     if not all(c.ok for c in checks):
         raise typer.Exit(1)

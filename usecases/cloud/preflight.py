@@ -59,7 +59,8 @@ def connect(cloud: str | None) -> Connection:
     """A connection from clouds.yaml (``cloud``, else OS_CLOUD) or the OS_* variables."""
     try:
         return openstack.connect(cloud=cloud)
-    except openstack.exceptions.ConfigException as exc:
+    except (openstack.exceptions.ConfigException,
+            keystoneauth1.exceptions.ClientException) as exc:
         raise CDLError(f"no OpenStack credentials ({exc})",
                        "pass --cloud NAME from clouds.yaml, or source your openrc") from None
 
@@ -197,6 +198,12 @@ def preflight(conn: Connection, config: StackConfig) -> list[Check]:
                                                        gitlab, need_gpu=False))
     run.record("quotas", run.quotas)
     return run.checks
+
+
+def run(stack_file: Path, cloud: str | None) -> list[Check]:
+    """Read the stack file first (a local mistake needs no cloud), then ask the cloud."""
+    config = read_stack(stack_file)
+    return preflight(connect(cloud), config)
 
 
 def table(checks: list[Check]) -> Table:

@@ -171,3 +171,24 @@ def test_cli_config_error_is_one_line(cloud: RecordedCloud, tmp_path: Path,
     assert code == 1
     assert "cdl:gpuNodeCount" in output
     assert cloud.requests == []
+
+
+def test_cli_reads_the_stack_file_before_asking_the_cloud(cloud: RecordedCloud, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    code, output = _cli(cloud, tmp_path, monkeypatch, "--stack", "missing")
+    assert code == 1
+    assert "no stack file Pulumi.missing.yaml" in output
+    assert cloud.requests == []
+
+
+def test_cli_without_credentials_says_how_to_give_them(cloud: RecordedCloud, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _stack_file(tmp_path, "dev", VALID)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "no-clouds.yaml"))
+    monkeypatch.chdir(tmp_path)
+    from usecases.cli import app
+
+    result = CliRunner().invoke(app, ["preflight", "--stack", "dev"])
+    assert result.exit_code == 1
+    assert "no OpenStack credentials" in result.output
