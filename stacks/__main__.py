@@ -13,7 +13,7 @@ from stacks.inventory import inventory, node_addresses  # noqa: E402
 from stacks.site import existing_hosts, openstack_site  # noqa: E402
 
 config = load_config()
-hosts = existing_hosts(config) if config.hosts else openstack_site("cdl", config)
+machines = existing_hosts(config) if config.hosts else openstack_site("cdl", config)
 
-pulumi.export("inventory", inventory(hosts))
-pulumi.export("nodeAddresses", node_addresses(hosts))
+pulumi.export("inventory", inventory(machines))
+pulumi.export("nodeAddresses", node_addresses(machines))

@@ -54,7 +54,7 @@ class ServerArgs:
 
 
 def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi.Resource,
-            control: bool = False,
+            control: bool = False, service_cidr: str | None = None,
             scheduler_hints: list[openstack.compute.InstanceSchedulerHintArgs] | None = None,
             ) -> Server:
     placement = args.placement
@@ -66,6 +66,8 @@ def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi
         name, name=name, network_id=placement.network_id, admin_state_up=True,
         security_group_ids=[args.security_group_id],
         fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=placement.subnet_id)],
+        allowed_address_pairs=[openstack.networking.PortAllowedAddressPairArgs(
+            ip_address=service_cidr)] if service_cidr else None,
         opts=child)
     instance = openstack.compute.Instance(
         name, name=name, flavor_name=args.flavor, key_pair=placement.key_pair,
@@ -90,6 +92,8 @@ def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi
 class GpuNodePoolArgs(ServerArgs):
     count: int
     data_volume_gb: int
+    # MetalLB's addresses (AddressPlan.service_cidr), which any node may answer for.
+    service_cidr: str
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -117,7 +121,7 @@ class GpuNodePool(pulumi.ComponentResource):
             node = f"{name}-{index}"
             first = index == 0
             server = _server(node, "gpu_node", args, public=first, control=first, parent=self,
-                             scheduler_hints=hints)
+                             service_cidr=args.service_cidr, scheduler_hints=hints)
             self.servers.append(server)
             if args.data_volume_gb:
                 volume = openstack.blockstorage.Volume(

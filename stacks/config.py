@@ -84,8 +84,10 @@ class StackConfig(_Model):
     @field_validator("subnet_cidr")
     @classmethod
     def _subnet(cls, value: str) -> str:
-        if _network(value).version != 4:
-            raise ValueError("the cluster subnet must be IPv4")
+        network = _network(value)
+        if network.version != 4 or network.prefixlen > 24:
+            raise ValueError("expected an IPv4 network of /24 or larger: its last /27 is kept "
+                             "out of DHCP for MetalLB")
         return value
 
     @field_validator("dns_nameservers")

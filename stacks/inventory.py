@@ -7,7 +7,7 @@ Nodes without a public address are reached through the first node (SSH ProxyJump
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
@@ -28,6 +28,14 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Machines:
+    """The hosts, and inventory variables for all of them (from the network the stack built)."""
+
+    hosts: list[Host]
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ResolvedHost:
     name: str
     group: Group
@@ -36,7 +44,7 @@ class ResolvedHost:
     public: str | None
 
 
-def render(hosts: list[ResolvedHost]) -> str:
+def render(hosts: list[ResolvedHost], variables: dict[str, str] | None = None) -> str:
     """The inventory as YAML text (Ansible's YAML inventory format)."""
     gpu = [h for h in hosts if h.group == "gpu_nodes"]
     gitlab = [h for h in hosts if h.group == "gitlab"]
@@ -54,7 +62,8 @@ def render(hosts: list[ResolvedHost]) -> str:
         "k8s_control": {"hosts": {h.name: entry(h) for h in gpu[:1]}},
         "gitlab": {"hosts": {h.name: entry(h) for h in gitlab}},
     }
-    return yaml.safe_dump({"all": {"children": children}}, sort_keys=False)
+    everything: dict[str, Any] = {"vars": dict(variables)} if variables else {}
+    return yaml.safe_dump({"all": {**everything, "children": children}}, sort_keys=False)
 
 
 def _resolve(hosts: list[Host]) -> pulumi.Output[list[ResolvedHost]]:
@@ -64,11 +73,11 @@ def _resolve(hosts: list[Host]) -> pulumi.Output[list[ResolvedHost]]:
         for h, (internal, public) in zip(hosts, pairs, strict=True)])
 
 
-def inventory(hosts: list[Host]) -> pulumi.Output[str]:
-    return _resolve(hosts).apply(render)
+def inventory(machines: Machines) -> pulumi.Output[str]:
+    return _resolve(machines.hosts).apply(lambda hosts: render(hosts, machines.variables))
 
 
-def node_addresses(hosts: list[Host]) -> pulumi.Output[dict[str, dict[str, str | None]]]:
+def node_addresses(machines: Machines) -> pulumi.Output[dict[str, dict[str, str | None]]]:
     """Each host's internal address and public address (None when it has none)."""
-    return _resolve(hosts).apply(lambda resolved: {
+    return _resolve(machines.hosts).apply(lambda resolved: {
         h.name: {"internal": h.internal, "public": h.public} for h in resolved})

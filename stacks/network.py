@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import pulumi
@@ -14,6 +15,30 @@ WEB_PORTS = (80, 443)
 
 
 @dataclass(frozen=True)
+class AddressPlan:
+    """How the subnet is shared: DHCP for the VMs, the last /27 for MetalLB's service IPs."""
+
+    dhcp_start: str
+    dhcp_end: str
+    # The GPU nodes' ports allow traffic for these addresses (allowed address pairs): port
+    # security would otherwise drop packets for a MetalLB IP a node answers for.
+    service_cidr: str
+    service_range: str
+
+
+def address_plan(subnet_cidr: str) -> AddressPlan:
+    subnet = ipaddress.IPv4Network(subnet_cidr)
+    # The last /27: its last address is the subnet's broadcast, so MetalLB gets the 31 before it.
+    services = list(subnet.subnets(new_prefix=27))[-1]
+    # The first ten addresses stay free for the router and anything the operator adds by hand.
+    return AddressPlan(dhcp_start=str(subnet.network_address + 10),
+                       dhcp_end=str(services.network_address - 1),
+                       service_cidr=str(services),
+                       service_range=f"{services.network_address}-"
+                                     f"{services.broadcast_address - 1}")
+
+
+@dataclass(frozen=True)
 class NetworkArgs:
     external_network: str
     subnet_cidr: str
@@ -23,6 +48,7 @@ class NetworkArgs:
 class Network(pulumi.ComponentResource):
     """A private network and subnet, routed to the external network (SNAT and floating IPs)."""
 
+    plan: AddressPlan
     network: openstack.networking.Network
     subnet: openstack.networking.Subnet
     router: openstack.networking.Router
@@ -32,12 +58,15 @@ class Network(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cdl:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.plan = address_plan(args.subnet_cidr)
         external = openstack.networking.get_network_output(name=args.external_network,
                                                            external=True)
         self.network = openstack.networking.Network(name, name=name, admin_state_up=True,
                                                     opts=child)
         self.subnet = openstack.networking.Subnet(
             name, name=name, network_id=self.network.id, cidr=args.subnet_cidr, ip_version=4,
+            allocation_pools=[openstack.networking.SubnetAllocationPoolArgs(
+                start=self.plan.dhcp_start, end=self.plan.dhcp_end)],
             dns_nameservers=args.dns_nameservers or None, opts=child)
         self.router = openstack.networking.Router(name, name=name,
                                                   external_network_id=external.id, opts=child)

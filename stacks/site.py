@@ -7,11 +7,11 @@ import pulumi_openstack as openstack
 
 from stacks.compute import GitLabHost, GpuNodePool, GpuNodePoolArgs, Placement, ServerArgs
 from stacks.config import StackConfig, host_names
-from stacks.inventory import Host
+from stacks.inventory import Host, Machines
 from stacks.network import Network, NetworkArgs, SecurityGroups, SecurityGroupsArgs
 
 
-def openstack_site(name: str, config: StackConfig) -> list[Host]:
+def openstack_site(name: str, config: StackConfig) -> Machines:
     """Network, security groups, keypair, the GPU node pool and (optionally) GitLab."""
     cloud = config.cloud()
     network = Network(name, NetworkArgs(external_network=cloud.external_network,
@@ -31,18 +31,21 @@ def openstack_site(name: str, config: StackConfig) -> list[Host]:
     pool = GpuNodePool(f"{name}-gpu", GpuNodePoolArgs(
         placement=placement, security_group_id=groups.cluster.id, flavor=cloud.gpu_flavor,
         count=config.gpu_node_count, boot_volume_gb=config.boot_volume_gb,
-        data_volume_gb=config.data_volume_gb))
+        data_volume_gb=config.data_volume_gb, service_cidr=network.plan.service_cidr))
     hosts = list(pool.hosts)
     if cloud.gitlab_flavor is not None and groups.gitlab is not None:
         gitlab = GitLabHost(f"{name}-gitlab", ServerArgs(
             placement=placement, security_group_id=groups.gitlab.id,
             flavor=cloud.gitlab_flavor, boot_volume_gb=config.gitlab_volume_gb))
         hosts.append(gitlab.host)
-    return hosts
+    # Variables of the playbooks' roles (base, microk8s) that follow from the network built here.
+    return Machines(hosts, {"base_firewall_internal_cidr": config.subnet_cidr,
+                            "microk8s_metallb_range": network.plan.service_range})
 
 
-def existing_hosts(config: StackConfig) -> list[Host]:
-    """Machines you already run (``cdl:hosts``): no OpenStack resource is declared."""
-    return [Host(name=name, group="gpu_nodes" if host.role == "gpu" else "gitlab",
-                 user=host.ssh_user, internal=host.address)
-            for name, host in host_names(config.hosts)]
+def existing_hosts(config: StackConfig) -> Machines:
+    """Machines you already run (``cdl:hosts``): no OpenStack resource is declared. Their
+    network is yours, so the subnet and MetalLB variables stay with your group_vars."""
+    return Machines([Host(name=name, group="gpu_nodes" if host.role == "gpu" else "gitlab",
+                          user=host.ssh_user, internal=host.address)
+                     for name, host in host_names(config.hosts)])

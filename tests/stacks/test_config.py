@@ -49,6 +49,7 @@ def test_values_arrive_as_strings_from_pulumi() -> None:
     ({"bootVolumeGb": 5}, "cdl:bootVolumeGb", "greater than or equal to 10"),
     ({"dataVolumeGb": 100000}, "cdl:dataVolumeGb", "less than or equal to 4096"),
     ({"subnetCidr": "fd00::/64"}, "cdl:subnetCidr", "IPv4"),
+    ({"subnetCidr": "10.20.0.0/25"}, "cdl:subnetCidr", "/24 or larger"),
     ({"gpuNodeCuont": 3}, "cdl:gpuNodeCuont", "unknown key"),
 ])
 def test_errors_name_the_key(values: dict[str, Any], key: str, expected: str) -> None:

@@ -184,3 +184,22 @@ def test_instance_metadata_feeds_the_day_two_inventory(run_program: RunProgram) 
         "cdl-gpu-1": {"cdl_role": "gpu_node", "cdl_ssh_user": "admin"},
         "cdl-gitlab": {"cdl_role": "gitlab", "cdl_ssh_user": "admin"},
     }
+
+
+def test_metallb_addresses_are_kept_out_of_dhcp_and_allowed_on_gpu_ports(
+        run_program: RunProgram) -> None:
+    run = run_program({**VALID, "gpuNodeCount": 2, "subnetCidr": "10.30.0.0/23"})
+    (subnet,) = run.of("openstack:networking/subnet:Subnet")
+    assert subnet.inputs["allocationPools"] == [{"start": "10.30.0.10", "end": "10.30.1.223"}]
+    pairs = {p.name: p.inputs.get("allowedAddressPairs")
+             for p in run.of("openstack:networking/port:Port")}
+    assert pairs == {"cdl-gpu-0": [{"ipAddress": "10.30.1.224/27"}],
+                     "cdl-gpu-1": [{"ipAddress": "10.30.1.224/27"}], "cdl-gitlab": None}
+    variables = yaml.safe_load(run.exports["inventory"])["all"]["vars"]
+    assert variables == {"base_firewall_internal_cidr": "10.30.0.0/23",
+                         "microk8s_metallb_range": "10.30.1.224-10.30.1.254"}
+
+
+def test_existing_hosts_leave_network_variables_to_the_user(run_program: RunProgram) -> None:
+    run = run_program({"hosts": [{"address": "192.0.2.10", "role": "gpu"}]})
+    assert "vars" not in yaml.safe_load(run.exports["inventory"])["all"]
