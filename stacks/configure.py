@@ -1,0 +1,82 @@
+"""The configure step of `pulumi up`: Ansible's site playbook on the provisioned hosts, run
+through the project's ansible-runner wrapper (`cdl ops`) as a local command.
+
+It runs again when the inventory (hosts, addresses) or anything under playbooks/ changes, and
+its output is the kubeconfig the microk8s role fetched: a secret, and the input of the
+Kubernetes provider the platform's releases use. Destroying the stack removes the releases
+first (they depend on the provider), then this step (it has nothing to undo: the hosts go).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_command as command
+
+REPO = Path(__file__).resolve().parent.parent
+PLAYBOOKS = REPO / "playbooks"
+# Written by runs, not inputs: the inventory and kubeconfig this step writes, Ansible's caches.
+NOT_INPUTS = ("inventory/hosts.yml", "kubeconfig", ".retry", "__pycache__", ".pyc")
+
+
+def playbook_digest(root: Path = PLAYBOOKS) -> str:
+    """One hash over every file the playbooks read (names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if any(part in relative for part in NOT_INPUTS):
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def site_script(workdir: str, playbook: str, python: str = sys.executable) -> str:
+    """Shell for the command: the inventory arrives on stdin; Ansible's progress goes to stderr
+    (shown by Pulumi); stdout is only the kubeconfig the microk8s role wrote beside the
+    inventory (its microk8s_kubeconfig_path default)."""
+    folder = shlex.quote(workdir)
+    return "\n".join([
+        "set -eu",
+        "umask 077",
+        f"mkdir -p {folder}",
+        f"cat > {folder}/hosts.yml",
+        f"{shlex.quote(python)} -m usecases.cli ops {shlex.quote(playbook)} "
+        f"--inventory {folder}/hosts.yml >&2",
+        f"cat {folder}/kubeconfig",
+    ])
+
+
+@dataclass(frozen=True)
+class ConfigureArgs:
+    # The Ansible inventory (YAML text) of the provisioned hosts.
+    inventory: pulumi.Input[str]
+    playbook: str = "site"
+
+
+class Configure(pulumi.ComponentResource):
+    """``kubeconfig`` (secret): the cluster the site playbook built."""
+
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ConfigureArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cdl:configure:Configure", name, None, opts)
+        # Under the git-ignored state directory, one folder per stack.
+        workdir = f".cdl/pulumi/{pulumi.get_stack()}"
+        site = command.local.Command(
+            f"{name}-{args.playbook}",
+            create=site_script(workdir, args.playbook),
+            stdin=args.inventory,
+            dir=str(REPO),
+            triggers=[args.inventory, playbook_digest()],
+            # Progress only: stdout carries the cluster's admin credentials.
+            logging=command.local.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
+        )
+        self.kubeconfig = pulumi.Output.secret(site.stdout)
+        self.register_outputs({"kubeconfig": self.kubeconfig})
