@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, NamedTuple
 
 import pulumi
@@ -199,16 +199,16 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return f"{NAMESPACE}:{path}"
 
 
+KEYS = frozenset(field.alias for field in StackConfig.model_fields.values() if field.alias)
+
+
 def validate(raw: Mapping[str, Any]) -> StackConfig:
-    """Validate ``cdl:*`` values given by camelCase key (without the namespace)."""
-    known = {field.alias for field in StackConfig.model_fields.values()}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError("\n".join(f"{NAMESPACE}:{key}: unknown key (known: "
-                                    f"{', '.join(sorted(k for k in known if k))})"
-                                    for key in unknown))
+    """Validate this model's ``cdl:*`` values, given by camelCase key without the namespace.
+
+    Keys of other components in the namespace (the platform's) are left to them.
+    """
     try:
-        return StackConfig.model_validate(dict(raw))
+        return StackConfig.model_validate({k: v for k, v in raw.items() if k in KEYS})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -217,12 +217,20 @@ def validate(raw: Mapping[str, Any]) -> StackConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_config() -> StackConfig:
-    """Read and validate the stack's ``cdl:*`` settings; raise ConfigError naming the key."""
+def load_config(other_keys: Collection[str] = ()) -> StackConfig:
+    """Read and validate the stack's ``cdl:*`` settings; raise ConfigError naming the key.
+
+    ``other_keys`` are the keys other components of the program read from the namespace; any
+    key that is neither theirs nor this model's is a typo and stops the program.
+    """
     prefix = f"{NAMESPACE}:"
-    keys = {key.removeprefix(prefix) for key in pulumi.runtime.get_config_env()
-            if key.startswith(prefix)}
+    present = {key.removeprefix(prefix) for key in pulumi.runtime.get_config_env()
+               if key.startswith(prefix)}
+    unknown = sorted(present - KEYS - set(other_keys))
+    if unknown:
+        known = ", ".join(sorted(KEYS | set(other_keys)))
+        raise ConfigError("\n".join(f"{NAMESPACE}:{key}: unknown key (known: {known})"
+                                    for key in unknown))
     config = pulumi.Config(NAMESPACE)
-    keys |= {f.alias for f in StackConfig.model_fields.values() if f.alias and config.get(f.alias)}
-    raw = {key: _parse(value) for key in keys if (value := config.get(key)) is not None}
+    raw = {key: _parse(value) for key in KEYS if (value := config.get(key)) is not None}
     return validate(raw)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.config import ConfigError, StackConfig, validate
+from stacks.config import ConfigError, StackConfig, load_config, validate
 from tests.conftest import REPO
-from tests.stacks.conftest import VALID
+from tests.stacks.conftest import VALID, pulumi_config
 
 
 def _error(values: dict[str, Any]) -> str:
@@ -50,7 +50,6 @@ def test_values_arrive_as_strings_from_pulumi() -> None:
     ({"dataVolumeGb": 100000}, "cdl:dataVolumeGb", "less than or equal to 4096"),
     ({"subnetCidr": "fd00::/64"}, "cdl:subnetCidr", "IPv4"),
     ({"subnetCidr": "10.20.0.0/25"}, "cdl:subnetCidr", "/24 or larger"),
-    ({"gpuNodeCuont": 3}, "cdl:gpuNodeCuont", "unknown key"),
 ])
 def test_errors_name_the_key(values: dict[str, Any], key: str, expected: str) -> None:
     config = {k: v for k, v in {**VALID, **values}.items() if v is not None}
@@ -101,3 +100,16 @@ def test_example_stack_file_is_valid() -> None:
               if key.startswith("cdl:")}
     config = validate(values)
     assert (config.gpu_node_count, config.gitlab, config.data_volume_gb) == (1, True, 200)
+
+
+def test_a_misspelt_key_stops_the_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_CONFIG", pulumi_config({**VALID, "gpuNodeCuont": 3}))
+    with pytest.raises(ConfigError, match="cdl:gpuNodeCuont: unknown key"):
+        load_config()
+
+
+def test_keys_of_other_components_are_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_CONFIG", pulumi_config({**VALID, "gpuNodeCount": 2,
+                                                       "domain": "cdl.example.org"}))
+    assert load_config(other_keys=["domain"]).gpu_node_count == 2
+    assert validate({**VALID, "domain": "cdl.example.org"}).gpu_flavor == "g1.t4"
