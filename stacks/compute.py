@@ -22,7 +22,7 @@ class Placement:
     subnet_id: pulumi.Input[str]
     external_network: str
     key_pair: pulumi.Input[str]
-    image: str
+    image_id: pulumi.Input[str]
     ssh_user: str
     # The floating IP needs the router's interface on the subnet before it can be associated.
     router_interface: pulumi.Resource
@@ -59,7 +59,6 @@ def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi
             ) -> Server:
     placement = args.placement
     child = pulumi.ResourceOptions(parent=parent)
-    image = openstack.images.get_image_output(name=placement.image, most_recent=True)
     # Security groups sit on the port: an instance attached through a port ignores its own
     # security_groups argument.
     port = openstack.networking.Port(
@@ -75,7 +74,7 @@ def _server(name: str, role: str, args: ServerArgs, public: bool, parent: pulumi
                   **({CONTROL_KEY: "true"} if control else {})},
         networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
         block_devices=[openstack.compute.InstanceBlockDeviceArgs(
-            source_type="image", uuid=image.id, destination_type="volume",
+            source_type="image", uuid=placement.image_id, destination_type="volume",
             volume_size=args.boot_volume_gb, boot_index=0, delete_on_termination=True)],
         scheduler_hints=scheduler_hints, opts=child)
     floating_ip = None

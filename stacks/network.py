@@ -29,7 +29,7 @@ class AddressPlan:
 def address_plan(subnet_cidr: str) -> AddressPlan:
     subnet = ipaddress.IPv4Network(subnet_cidr)
     # The last /27: its last address is the subnet's broadcast, so MetalLB gets the 31 before it.
-    services = list(subnet.subnets(new_prefix=27))[-1]
+    services = ipaddress.IPv4Network(f"{subnet.broadcast_address - 31}/27")
     # The first ten addresses stay free for the router and anything the operator adds by hand.
     return AddressPlan(dhcp_start=str(subnet.network_address + 10),
                        dhcp_end=str(services.network_address - 1),

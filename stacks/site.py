@@ -24,9 +24,10 @@ def openstack_site(name: str, config: StackConfig) -> Machines:
     # stacks of the same user apart.
     keypair = openstack.compute.Keypair(name, name=f"{name}-{pulumi.get_stack()}",
                                         public_key=cloud.ssh_public_key)
+    image = openstack.images.get_image_output(name=cloud.image, most_recent=True)
     placement = Placement(network_id=network.network.id, subnet_id=network.subnet.id,
                           external_network=cloud.external_network, key_pair=keypair.name,
-                          image=cloud.image, ssh_user=config.ssh_user,
+                          image_id=image.id, ssh_user=config.ssh_user,
                           router_interface=network.router_interface)
     pool = GpuNodePool(f"{name}-gpu", GpuNodePoolArgs(
         placement=placement, security_group_id=groups.cluster.id, flavor=cloud.gpu_flavor,
