@@ -132,9 +132,11 @@ class _Preflight:
 
     def image(self) -> Check:
         name = self.cloud.image
-        image = _find(self.conn.image.find_image, name)
-        if image is None:
+        images = list(self.conn.image.images(name=name))
+        if not images:
             return Check("image", False, f"{name!r} not found (cdl:image)")
+        # Several images may share a name; the program boots the most recent, as here.
+        image = max(images, key=lambda found: found.created_at or "")
         if image.status != "active":
             return Check("image", False, f"{name!r} is {image.status}, not active")
         return Check("image", True, f"{name} ({image.id})")

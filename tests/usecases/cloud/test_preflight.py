@@ -192,3 +192,10 @@ def test_cli_without_credentials_says_how_to_give_them(cloud: RecordedCloud, tmp
     result = CliRunner().invoke(app, ["preflight", "--stack", "dev"])
     assert result.exit_code == 1
     assert "no OpenStack credentials" in result.output
+
+
+def test_contract_newest_of_several_images_with_the_name(cloud: RecordedCloud) -> None:
+    old = {**recorded.image("Ubuntu 22.04", "0ld1mage-0000-0000-0000-000000000000"),
+           "created_at": "2024-01-01T00:00:00Z"}
+    cloud.images = [old, recorded.image("Ubuntu 22.04", recorded.IMAGE_ID)]
+    assert _run(cloud)["image"].detail == f"Ubuntu 22.04 ({recorded.IMAGE_ID})"
