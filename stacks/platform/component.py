@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from stacks.platform import pins
 from stacks.platform.ci import RUNNER_SECRET, RunnerToken, gitlab_runner_values
 from stacks.platform.common import namespace, release, tls_annotations
-from stacks.platform.config import PlatformConfig, Serving
+from stacks.platform.config import NAMESPACE, PlatformConfig, Serving, load
 from stacks.platform.credentials import generated, secret
 from stacks.platform.data import pachyderm_values
 from stacks.platform.database import Postgres, PostgresArgs
@@ -46,6 +46,14 @@ class PlatformArgs:
     object_store_secret_key: pulumi.Input[str] | None = None
     # A GitLab token allowed to create instance runners; without it no runner is deployed.
     gitlab_admin_token: pulumi.Input[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: pulumi.Config | None = None) -> PlatformArgs:
+        """The `cdl:*` platform keys and secrets of the current stack."""
+        config = config or pulumi.Config(NAMESPACE)
+        return cls(load(config), config.get_secret("objectStoreAccessKey"),
+                   config.get_secret("objectStoreSecretKey"),
+                   config.get_secret("gitlabAdminToken"))
 
 
 class Platform(pulumi.ComponentResource):

@@ -71,6 +71,8 @@ class PlatformConfigError(ValueError):
 
 KEYS = ("domain", "serving", "objectStore", "objectStoreEndpoint", "ingressClass", "acmeEmail",
         "gitlabUrl", "storageClass", "gpusPerNode")
+# Set with `pulumi config set --secret`; read by PlatformArgs.from_config.
+SECRET_KEYS = ("objectStoreAccessKey", "objectStoreSecretKey", "gitlabAdminToken")
 
 
 def load(config: pulumi.Config | None = None) -> PlatformConfig:
@@ -84,5 +86,5 @@ def load(config: pulumi.Config | None = None) -> PlatformConfig:
         for item in error.errors():
             where = ".".join(str(part) for part in item["loc"])
             key = f"{NAMESPACE}:{where}" if where else NAMESPACE
-            problems.append(f"{key}: {item['msg']}")
+            problems.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
         raise PlatformConfigError("; ".join(problems)) from None

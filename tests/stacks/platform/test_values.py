@@ -117,3 +117,4 @@ def test_gitlab_runner_values_reference_the_token_secret() -> None:
     assert values["runners"]["secret"] == ci.RUNNER_SECRET
     assert 'namespace = "cdl-ci"' in values["runners"]["config"]
     assert "token" not in str(values).replace("gitlab-runner-token", "")
+
