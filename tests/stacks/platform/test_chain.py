@@ -1,0 +1,44 @@
+"""The whole program (stacks/__main__.py) under mocks: provision → configure → provider →
+platform, in one `pulumi up`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError
+from tests.stacks.conftest import VALID, Run
+from tests.stacks.platform.conftest import RELEASE
+
+RunProgram = Callable[[dict[str, Any]], Run]
+COMMAND = "command:local:Command"
+PROVIDER = "pulumi:providers:kubernetes"
+
+
+def test_the_platform_is_deployed_through_the_configured_cluster(run_program: RunProgram
+                                                                 ) -> None:
+    run = run_program({**VALID, "domain": "cdl.example.org", "serving": "kserve"})
+    (site,) = run.of(COMMAND)
+    assert site.inputs["stdin"] == run.exports["inventory"]
+    (provider,) = run.of(PROVIDER)
+    assert provider.name == "cluster"
+    releases = run.of(RELEASE)
+    assert {r.inputs["name"] for r in releases} >= {"determined", "kserve", "pachyderm"}
+    for release in releases:
+        assert release.provider and "::cluster::" in release.provider, release.name
+    assert run.exports["urls"]["determined"] == "https://determined.cdl.example.org"
+    assert {"kubeconfig", "credentials", "determinedMaster", "s3Endpoint"} <= set(run.exports)
+
+
+def test_without_a_domain_only_the_hosts_are_configured(run_program: RunProgram) -> None:
+    run = run_program(VALID)
+    assert len(run.of(COMMAND)) == 1
+    assert not run.of(RELEASE) and not run.of(PROVIDER)
+    assert "urls" not in run.exports
+
+
+def test_a_misspelled_platform_key_stops_the_program(run_program: RunProgram) -> None:
+    with pytest.raises(ConfigError, match="cdl:servng: unknown key"):
+        run_program({**VALID, "domain": "cdl.example.org", "servng": "kserve"})
