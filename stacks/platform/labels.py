@@ -56,9 +56,11 @@ def label_studio_values(config: PlatformConfig, issuer: str, s3_url: str) -> dic
                 "LABEL_STUDIO_PASSWORD": {"secretName": ADMIN_SECRET, "secretKey": "password"},
             },
         },
-        # PostgreSQL comes from CNPG; Redis only matters with the background workers off.
+        # PostgreSQL comes from CNPG. Without Redis the community edition runs its background
+        # jobs (imports, exports) in the app process, so no RQ workers either.
         "postgresql": {"enabled": False},
         "redis": {"enabled": False},
+        "rqworker": {"enabled": False},
         "app": {
             "resources": resources("250m", "1Gi", cpu_limit="2", memory_limit="2Gi"),
             "ingress": {

@@ -41,9 +41,10 @@ def determined_values(config: PlatformConfig, s3_url: str, db_password: pulumi.I
             "name": DETERMINED_DB.name,
             "user": DETERMINED_DB.owner,
             # Determined 0.38.1's chart takes no existing Secret for these: they arrive as
-            # Pulumi secrets and the chart renders them into the master's config.
+            # Pulumi secrets and the chart renders them into the master's config Secret.
             "password": db_password,
-            "sslMode": "require",
+            # No sslMode: the chart then demands the CA file as a Secret in this namespace, and
+            # CloudNativePG's CA lives in cdl-db (see the README's upgrade path).
         },
         "checkpointStorage": {
             "type": "s3",
