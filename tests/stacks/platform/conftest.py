@@ -10,6 +10,7 @@ import pulumi
 import pytest
 
 from stacks.platform import Platform, PlatformArgs, PlatformConfig
+from tests.stacks.conftest import CloudMocks
 
 # How the Python SDK marks a secret value on the wire (and so in what mocks receive).
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -24,22 +25,17 @@ def generated_value(name: str) -> str:
     return f"generated-{name}"
 
 
-class PlatformMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+class PlatformMocks(CloudMocks):
+    """The program's mocks, plus what the platform's resources compute at `pulumi up`: a
+    random password's value, the runner token GitLab's API returns."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        outputs = dict(args.inputs)
+        resource_id, outputs = super().new_resource(args)
         if args.typ == PASSWORD:
             outputs["result"] = generated_value(args.name)
         if args.typ == "pulumi-python:dynamic:Resource":
             outputs["token"] = RUNNER_TOKEN
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs
-             ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        raise AssertionError(f"the platform made an unexpected call: {args.token}")
+        return resource_id, outputs
 
 
 def is_secret(value: Any) -> bool:
