@@ -24,15 +24,17 @@ def release(name: str, pin: ChartPin, namespace: str, values: Mapping[str, Any],
             ) -> k8s.helm.v3.Release:
     """A Helm release of a pinned chart, under a fixed release name (service names derive
     from it), waiting for its workloads so that dependants start against a ready service."""
-    # An OCI registry is addressed through the chart reference, a classic repo by its index.
+    # An OCI registry is addressed through the chart reference, a classic repo by its index,
+    # our own charts by their path.
     oci = pin.repo.startswith("oci://")
+    indexed = pin.repo and not oci
     return k8s.helm.v3.Release(
         name,
         k8s.helm.v3.ReleaseArgs(
             name=name,
             chart=f"{pin.repo}/{pin.chart}" if oci else pin.chart,
             version=pin.version,
-            repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo) if indexed else None,
             namespace=namespace,
             values=dict(values),
             atomic=True,

@@ -18,6 +18,7 @@ from stacks.platform.data import pachyderm_values
 from stacks.platform.database import Postgres, PostgresArgs
 from stacks.platform.labels import ADMIN_SECRET, label_studio_values
 from stacks.platform.serving import MODEL_STORAGE_SECRET, kserve_values, seldon_values
+from stacks.platform.smoke import smoke_values
 from stacks.platform.storage import ROOT_USER, ObjectStorage, ObjectStorageArgs
 from stacks.platform.tls import Tls, TlsArgs
 from stacks.platform.training import UI_TLS_SECRET as DETERMINED_TLS_SECRET
@@ -133,6 +134,11 @@ class Platform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[determined]))
 
         self._serving(config, storage, tls, spaces)
+        smoke_after = [spaces[Namespace.SMOKE], determined]
+        if storage.release is not None:
+            smoke_after.append(storage.release)
+        release("cdl-smoke", pins.own_chart("cdl-smoke"), Namespace.SMOKE,
+                smoke_values(storage.release is not None), self, smoke_after)
         if with_runner:
             assert config.gitlab_url is not None and args.gitlab_admin_token is not None
             token = RunnerToken("gitlab-runner", config.gitlab_url, args.gitlab_admin_token,

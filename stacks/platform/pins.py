@@ -9,6 +9,9 @@ chart ships one); None where no upstream copy exists here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,16 @@ KSERVE_CRD = ChartPin("kserve-crd", "v0.14.1", "oci://ghcr.io/kserve/charts", No
 KSERVE = ChartPin("kserve", "v0.14.1", "oci://ghcr.io/kserve/charts", "kserve-0.14.1")
 # No upstream copy of this chart is available offline: its values are not schema-checked.
 GITLAB_RUNNER = ChartPin("gitlab-runner", "0.71.0", "https://charts.gitlab.io", None)
+
+# Our own charts (charts/), versioned by their Chart.yaml, installed from the checkout.
+OWN_CHARTS = Path(__file__).resolve().parents[2] / "charts"
+
+
+def own_chart(name: str) -> ChartPin:
+    path = OWN_CHARTS / name
+    version = yaml.safe_load((path / "Chart.yaml").read_text())["version"]
+    return ChartPin(str(path), str(version), "", None)
+
 
 CHARTS: tuple[ChartPin, ...] = (CERT_MANAGER, CLOUDNATIVE_PG, MINIO, PACHYDERM, LABEL_STUDIO,
                                 DETERMINED, SELDON_CORE, KSERVE_CRD, KSERVE, GITLAB_RUNNER)

@@ -23,6 +23,7 @@ class Namespace(StrEnum):
     SERVING_SYSTEM = "cdl-serving-system"
     MODELS = "cdl-models"
     CI = "cdl-ci"
+    SMOKE = "cdl-smoke"
 
 
 class Bucket(StrEnum):

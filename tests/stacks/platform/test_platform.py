@@ -4,13 +4,16 @@ wiring between tools, the serving and object-store switches, the outputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from stacks.platform import pins
 from stacks.platform.wiring import Bucket, Namespace
-from tests.charts.upstream import validate_custom_resource, validate_manifest
+from tests.charts.conftest import CHARTS, HELM, run_helm
+from tests.charts.upstream import iter_documents, validate_custom_resource, validate_manifest
 from tests.stacks.platform.conftest import (
     NAMESPACE,
     RUNNER_TOKEN,
@@ -35,7 +38,7 @@ EXPECTED_NAMESPACE = {
     "minio": Namespace.STORAGE, "pachyderm": Namespace.DATA, "label-studio": Namespace.LABELS,
     "determined": Namespace.TRAINING, "seldon-core": Namespace.SERVING_SYSTEM,
     "kserve-crd": Namespace.SERVING_SYSTEM, "kserve": Namespace.SERVING_SYSTEM,
-    "gitlab-runner": Namespace.CI,
+    "gitlab-runner": Namespace.CI, "cdl-smoke": Namespace.SMOKE,
 }
 
 
@@ -63,7 +66,9 @@ def _at(values: dict[str, Any], dotted: str) -> Any:
 
 
 def test_every_release_pins_a_chart_version_from_the_pins_module(full: Deployment) -> None:
-    by_chart = {(p.chart, p.version) for p in pins.CHARTS}
+    own = pins.own_chart("cdl-smoke")
+    by_chart = {(p.chart, p.version) for p in pins.CHARTS} | {("cdl-smoke", own.version)}
+    assert full.releases()["cdl-smoke"].inputs["chart"] == own.chart
     for name, release in full.releases().items():
         chart = release.inputs["chart"].rsplit("/", 1)[-1]
         assert release.inputs.get("version"), f"{name} floats on the newest chart"
@@ -299,3 +304,29 @@ def test_the_gitlab_runner_needs_a_url_and_an_api_token(deploy: Deploy, full: De
     (runner,) = full.of("pulumi-python:dynamic:Resource")
     assert is_secret(runner.inputs["admin_token"])
     assert runner.inputs["url"] == GITLAB["gitlabUrl"]
+
+
+@pytest.mark.parametrize("object_store", ["minio", "external"])
+def test_the_smoke_runs_last_against_the_platforms_own_endpoints(deploy: Deploy, tmp_path: Path,
+                                                                object_store: str) -> None:
+    """The release renders with our chart (a real helm) into valid objects whose plan names
+    the services the platform deployed."""
+    external = {"objectStore": "external", "objectStoreEndpoint": "s3.example.org:443"}
+    run = deploy(external if object_store == "external" else {},
+                 object_store_access_key="a", object_store_secret_key="s")
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(run.values("cdl-smoke")))
+    if not HELM.exists():
+        pytest.fail(f"no helm binary at {HELM}: run scripts/helm.sh")
+    done = run_helm(HELM, "template", "cdl-smoke", str(CHARTS / "cdl-smoke"), "-f", str(values),
+                    "--namespace", Namespace.SMOKE)
+    assert done.returncode == 0, done.stderr
+    objects = list(iter_documents(done.stdout))
+    for obj in objects:
+        validate_manifest(obj)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    checks = {c["name"]: c["url"] for c in json.loads(config["data"]["plan.json"])["checks"]}
+    # The Determined chart names its service determined-master-service-<release>.
+    assert checks["determined-master"] == ("http://determined-master-service-determined."
+                                           f"{Namespace.TRAINING}.svc.cluster.local:8080/info")
+    assert ("minio" in checks) == (object_store == "minio")
