@@ -83,7 +83,7 @@ def test_the_model_is_served_the_way_the_values_say(render: Render, values: str)
     if model["kind"] == "SeldonDeployment":
         predictor = model["spec"]["predictors"][0]
         assert model["spec"]["protocol"] == "v2"
-        assert server["name"] == predictor["graph"]["name"]
+        assert server["name"] == predictor["graph"]["name"] == settings["model"]["name"]
         hpa = model["spec"]["predictors"][0]["componentSpecs"][0].get("hpaSpec")
         assert (hpa is not None) == auto.get("enabled", False)
         assert ("replicas" in predictor) != auto.get("enabled", False)
