@@ -56,6 +56,8 @@ def minio_values(config: PlatformConfig, issuer: str) -> dict[str, Any]:
         "makeUserJob": job_resources,
         "makeBucketJob": job_resources,
         "makePolicyJob": job_resources,
+        # The console's links and logins must use its public address behind the ingress.
+        "environment": {"MINIO_BROWSER_REDIRECT_URL": f"https://{console}"},
         "consoleIngress": {
             "enabled": True,
             "ingressClassName": config.ingress_class,

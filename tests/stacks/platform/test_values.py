@@ -29,6 +29,7 @@ FREE_FORM: dict[str, dict[tuple[str, ...], str]] = {
         ("makeBucketJob", "resources"): RESOURCES,
         ("makePolicyJob", "resources"): RESOURCES,
         ("consoleIngress", "annotations"): "the console Ingress's metadata.annotations",
+        ("environment",): "environment variables of the MinIO server container",
     },
     "pachyderm-2.11.6": {("proxy", "resources"): RESOURCES},
     "determined-0.38.1": {
