@@ -5,7 +5,7 @@ features computed) and then again in the same one (warm: dataset and features re
 prints a table of the stage timings from the reports plus the wall time of each process.
 
     .venv/bin/python benchmarks/demo.py [--usecase bbc|fmnist] [--data DIR] [--trials N]
-                                        [--repeat K] [--out FILE]
+                                        [--repeat K] [--label-studio] [--out FILE]
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from typing import Any
 from common import machine, print_table
 
 
-def run_demo(home: Path, usecase: str, data: Path | None, trials: int) -> dict[str, Any]:
+def run_demo(home: Path, usecase: str, data: Path | None, trials: int,
+             label_studio: bool) -> dict[str, Any]:
     report = home.parent / f"report-{time.monotonic_ns()}.json"
     command = [sys.executable, "-m", "usecases.cli", "demo", "--usecase", usecase,
-               "--trials", str(trials), "--report", str(report)]
+               "--trials", str(trials), "--report", str(report),
+               "--label-studio" if label_studio else "--no-label-studio"]
     if data is not None:
         command += ["--data", str(data)]
     start = time.perf_counter()
@@ -44,6 +46,9 @@ def main() -> None:
     parser.add_argument("--usecase", choices=["bbc", "fmnist"], default="bbc")
     parser.add_argument("--data", type=Path, help="default: the use case's own default")
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--label-studio", action="store_true",
+                        help="label through Label Studio (default: the direct path; "
+                        "benchmarks/labeling.py times Label Studio on its own)")
     parser.add_argument("--repeat", type=int, default=3, help="cold+warm pairs to run")
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
     args = parser.parse_args()
@@ -52,12 +57,14 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "cdl"
-            runs["cold"].append(run_demo(home, args.usecase, args.data, args.trials))
-            runs["warm"].append(run_demo(home, args.usecase, args.data, args.trials))
+            for kind in ("cold", "warm"):
+                runs[kind].append(run_demo(home, args.usecase, args.data, args.trials,
+                                           args.label_studio))
 
     stages = list(runs["cold"][0]["timings"])
     print(f"machine: {machine()}")
-    print(f"`cdl demo --usecase {args.usecase} --trials {args.trials}`, median of "
+    print(f"`cdl demo --usecase {args.usecase} --trials {args.trials}"
+          f"{'' if args.label_studio else ' --no-label-studio'}`, median of "
           f"{args.repeat} runs\n")
     def median(kind: str, stage: str) -> float:
         return statistics.median(r["wall"] if stage == "wall" else r["timings"].get(stage, 0.0)

@@ -35,6 +35,15 @@ fi
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[cloud,test]"
+# Label Studio's server runs from a venv of its own: its dependencies and Determined's conflict
+# (requests>=2.33 against <2.32). The project venv holds the SDK and a link to the server.
+label_studio="$(sed -n 's/^VERSION = "\([^"]*\)".*/\1/p' usecases/stores/labelstudio.py)"
+if [ ! -x .venv-labelstudio/bin/python ]; then
+    python3 -m venv .venv-labelstudio
+    .venv-labelstudio/bin/python -m pip install -q --upgrade pip
+fi
+.venv-labelstudio/bin/python -m pip install -q "label-studio==$label_studio"
+ln -sf ../../.venv-labelstudio/bin/label-studio .venv/bin/label-studio
 
 # The raw datasets are read in place, never copied into the repository.
 if [ -z "${CDL_DATASETS:-}" ]; then

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from usecases.state import State
 from usecases.stores.database import Database, EmbeddedPostgres
 from usecases.stores.labelstudio import EmbeddedLabelStudio, Studio
+from usecases.workflow.deploy import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,12 +59,6 @@ def db(pg_server: EmbeddedPostgres) -> Iterator[Database]:
 @pytest.fixture
 def state(tmp_path: Path) -> State:
     return State.from_env(tmp_path / "cdl-home")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import REPO, datasets_root
+from ..conftest import REPO, datasets_root, free_port
 from ..rawdata import add_bad_files, write_bbc
 
 
@@ -41,7 +41,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, bbc_raw: Path) -> dict[s
     for i, trials in enumerate(("4", "1")):
         report = home.parent / f"r{i}.json"
         run = cdl("demo", "--usecase", "bbc", "--data", str(bbc_raw), "--trials", trials,
-                  "--report", str(report), home=home)
+                  "--report", str(report), "--label-studio-port", str(free_port()), home=home)
         assert run.returncode == 0, run.stderr[-3000:]
         reports.append(json.loads(report.read_text())["usecases"]["bbc"])
     return {"home": home, "reports": reports, "raw": bbc_raw}
@@ -73,6 +73,28 @@ def test_second_run_reuses_the_dataset_and_adds_a_model_version(
     assert second["dataset"]["reused"] is True and first["dataset"]["reused"] is False
     assert second["model"]["version"] == 2
     assert second["test_accuracy"] >= 0.95
+    # labeled through Label Studio once; the second run reuses that export
+    assert first["labeling"]["tool"] == "label-studio"
+    assert first["labeling"]["exported"] == first["dataset"]["counts"]["valid"] == 2225
+    assert first["labeling"]["tasks"] == first["labeling"]["annotations"] == 2225
+    assert second["labeling"]["reused"] is True and second["labeling"]["exported"] == 2225
+
+
+@pytest.mark.slow
+def test_label_re_exports_and_a_broken_label_studio_is_one_line(
+        real_runs: dict[str, Any]) -> None:
+    home, raw = real_runs["home"], str(real_runs["raw"])
+    run = cdl("label", "--usecase", "bbc", "--data", raw, home=home,
+              env={"CDL_LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
+                   "CDL_LABEL_STUDIO_TOKEN": "not-a-token"})
+    assert run.returncode == 1
+    assert_one_line_error(run, "cannot reach Label Studio", "labels already stored")
+    run = cdl("label", "--usecase", "bbc", "--data", raw, "--label-studio-port",
+              str(free_port()), home=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)["bbc"]
+    assert summary["exported"] == 2225 and summary["imported"] == 0
+    assert summary["by_people"] == 0 and summary["reused"] is False
 
 
 @pytest.mark.slow
@@ -83,8 +105,9 @@ def test_state_stays_in_cdl_home_and_the_database_is_stopped(real_runs: dict[str
     manifest = json.loads(Path(real_runs["reports"][0]["dataset"]["manifest"]).read_text())
     cleaned = [e for e in manifest["entries"] if e["notes"].get("replaced_invalid_utf8")]
     assert [e["path"] for e in cleaned] == ["sport/199.txt"]
-    status = cdl("db", "status", home=home)
-    assert status.returncode == 3 and status.stdout.strip() == "stopped"
+    for service in ("db", "studio"):
+        status = cdl(service, "status", home=home)
+        assert status.returncode == 3 and status.stdout.strip() == "stopped", service
 
 
 @pytest.mark.slow
@@ -111,7 +134,7 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
     expected = add_bad_files(raw)
     report_path = tmp_path / "r.json"
     run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--report",
-              str(report_path), home=tmp_path / "home")
+              str(report_path), "--no-label-studio", home=tmp_path / "home")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(report_path.read_text())["usecases"]["bbc"]
     counts = report["dataset"]["counts"]
@@ -127,7 +150,7 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
 def test_max_bytes_is_a_flag(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=16)
     run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--max-bytes",
-              "10", home=tmp_path / "home")
+              "10", "--no-label-studio", home=tmp_path / "home")
     assert_one_line_error(run, "no valid files")
 
 
@@ -155,7 +178,8 @@ def test_unreachable_database(tmp_path: Path) -> None:
 def test_missing_vocabulary(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=4)
     (raw / "bbc.vocab").unlink()
-    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), home=tmp_path / "home")
+    run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--no-label-studio",
+              home=tmp_path / "home")
     assert_one_line_error(run, "vocabulary file", "--vocab")
 
 
@@ -167,7 +191,8 @@ def test_data_needs_a_single_usecase(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
     report_path = tmp_path / "r.json"
-    run = cdl("demo", "--trials", "1", "--report", str(report_path), home=tmp_path / "home",
+    run = cdl("demo", "--trials", "1", "--report", str(report_path), "--label-studio-port",
+              str(free_port()), home=tmp_path / "home",
               env={"CDL_DATASETS": str(datasets_root())})
     assert run.returncode == 0, run.stderr[-3000:]
     usecases = json.loads(report_path.read_text())["usecases"]
@@ -183,3 +208,7 @@ def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
         assert smoke["requests"] == 20, name
         assert smoke["matches_offline"] is True, name
         assert smoke["scored"] == smoke["requests"], name  # a Scoring Data row per request
+        labeling = report["labeling"]
+        assert labeling["tool"] == "label-studio", name
+        assert labeling["exported"] == report["dataset"]["counts"]["valid"], name
+    assert "Label Studio: http://127.0.0.1:" in run.stderr and "label-studio.json" in run.stderr

@@ -14,6 +14,7 @@ format is written here and stored the same way.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,8 +199,8 @@ class Target:
 
 
 def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
-                      items: list[Item], target: Target,
-                      client: LabelStudioClient) -> dict[str, Any]:
+                      items: list[Item], target: Target, client: LabelStudioClient,
+                      splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
     """Through Label Studio: per split, a project (reused), the version's missing tasks
     imported with pre-annotations, pre-annotations converted where nobody has labeled, the
     annotations exported and stored. Re-running imports nothing twice; a person's label wins."""
@@ -208,16 +209,28 @@ def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
     summary: dict[str, Any] = {"tool": "label-studio", "url": client.studio.url, "projects": {},
                                "tasks": 0, "imported": 0, "annotations": 0, "exported": 0,
                                "by_people": 0, "reused": False}
-    for split in SPLITS:
+    timings = dict.fromkeys(("import", "convert", "export", "store"), 0.0)
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] += now - clock
+        clock = now
+
+    for split in splits:
         wanted = {(i.item_id, i.group): i for i in items if i.split == split}
         project = client.project(f"CDL {target.usecase} {split}", config)
         present = client.items(project)
         missing = [task(i, target.task_data, target.to_name) for key, i in wanted.items()
                    if key not in present]
         summary["imported"] += client.import_tasks(project, missing)
+        lap("import")
         client.convert_predictions(project)
+        lap("convert")
         tasks = [t for t in client.export(project)
                  if (t["data"].get("item_id"), t["data"].get("content")) in wanted]
+        lap("export")
         rows = rows_from_export(tasks, people)
         annotations = sum(len([a for a in t.get("annotations", [])
                                if not a.get("was_cancelled")]) for t in tasks)
@@ -225,11 +238,13 @@ def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
         replace_labels(db, dataset, split, rows, {
             "tool": "label-studio", "url": client.studio.url, "project": project,
             "tasks": len(tasks), "annotations": annotations})
+        lap("store")
         summary["projects"][split] = project
         summary["tasks"] += len(tasks)
         summary["annotations"] += annotations
         summary["exported"] += len(rows)
         summary["by_people"] += sum(row[3] != DATASET_LABELER for row in rows)
+    summary["timings"] = {step: round(seconds, 2) for step, seconds in timings.items()}
     return summary
 
 

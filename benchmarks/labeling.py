@@ -1,0 +1,85 @@
+"""Time the Labeling step through a real Label Studio: import, convert, export, store.
+
+Starts the embedded PostgreSQL and Label Studio in a fresh state directory, ingests the real
+datasets, and labels the full BBC training split (1,780 articles) and N Fashion-MNIST training
+images (default 10,000) through Label Studio, then does it again (an idempotent re-run: nothing
+imported, everything exported again). Prints one table row per pass.
+
+    .venv/bin/python benchmarks/labeling.py [--images N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, print_table
+
+from usecases.bbc.usecase import USECASE as BBC
+from usecases.fmnist.usecase import USECASE as FMNIST
+from usecases.state import State
+from usecases.stores.database import open_database
+from usecases.stores.labelstudio import (
+    EmbeddedLabelStudio,
+    LabelStudioClient,
+)
+from usecases.stores.mldata import MLDataStore
+from usecases.workflow import data, labeling
+from usecases.workflow.deploy import free_port
+from usecases.workflow.usecase import DataOptions, UseCase
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, help="write the raw results as JSON")
+    args = parser.parse_args()
+
+    rows: list[list[object]] = []
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as services:
+        state = State.from_env(Path(tmp) / "cdl")
+        db = services.enter_context(open_database(state))
+        server = EmbeddedLabelStudio(state, db.conninfo, free_port())
+        start = time.perf_counter()
+        studio = server.start()
+        services.callback(server.stop)
+        print(f"Label Studio first start (with migrations): {time.perf_counter() - start:.1f} s")
+        client = LabelStudioClient(studio)
+        store = MLDataStore(state.mldata)
+        cases: list[tuple[UseCase, int | None]] = [(BBC, None), (FMNIST, args.images)]
+        for usecase, limit in cases:
+            folder = usecase.default_data()
+            options = DataOptions(folder=folder, max_bytes=1024 * 1024, min_chars=100)
+            candidates, rules = usecase.scan(options)
+            split = data.SplitRules(seed=42) if usecase.needs_split() else None
+            dataset = data.ingest(store, db, usecase.name, folder, candidates, rules, split)
+            items = [i for i in usecase.items(dataset, store) if i.split == "train"][:limit]
+            target = labeling.Target(usecase.name, usecase.classes, usecase.label_to_name,
+                                     lambda item, u=usecase: u.task_data(item, store))
+            for run in ("first", "re-run"):
+                begin = time.perf_counter()
+                summary = labeling.label_with_studio(db, store, dataset, items, target, client,
+                                                     splits=("train",))
+                total = time.perf_counter() - begin
+                steps = summary["timings"]
+                rows.append([usecase.name, len(items), run, summary["imported"],
+                             steps["import"], steps["convert"], steps["export"], steps["store"],
+                             round(total, 1)])
+                results.append({"usecase": usecase.name, "items": len(items), "run": run,
+                                **steps, "total": round(total, 2),
+                                "exported": summary["exported"]})
+    print(f"machine: {machine()}")
+    print_table(["use case", "tasks", "pass", "imported", "find + import s", "convert s",
+                 "export s", "store s", "total s"], rows)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
