@@ -422,7 +422,8 @@ def ops(
     inventory: Annotated[Path | None, typer.Option(
         "--inventory", help="Inventory (default: playbooks/inventory/hosts.yml).")] = None,
     extra: Annotated[list[str] | None, typer.Option(
-        "-e", "--extra-vars", help="KEY=VALUE or a JSON object; repeatable.")] = None,
+        "-e", "--extra-vars", help="KEY=VALUE, a JSON object or @FILE (YAML, for secrets); "
+        "repeatable.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Dry run (Ansible check mode).")] = False,
 ) -> None:
     """Run a playbook on the hosts, streaming progress; fails naming the host and task."""
@@ -439,14 +440,18 @@ def ops(
     def action() -> None:
         extravars: dict[str, Any] = {}
         for item in extra or []:
-            if item.lstrip().startswith("{"):
+            if item.startswith("@"):
+                import yaml
+
+                extravars.update(yaml.safe_load(Path(item[1:]).read_text()) or {})
+            elif item.lstrip().startswith("{"):
                 extravars.update(json.loads(item))
             elif "=" in item:
                 key, value = item.split("=", 1)
                 extravars[key] = value
             else:
                 raise CDLError(f"cannot read extra variable {item!r}",
-                               "write KEY=VALUE or a JSON object")
+                               "write KEY=VALUE, a JSON object or @FILE")
         result = playbooks.run_playbook(playbook, inventory=inventory, limit=limit,
                                         extravars=extravars, check=check, on_progress=show)
         for host, counts in result.stats.items():

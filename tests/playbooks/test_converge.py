@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.playbooks.conftest import REPO, Fleet, changed, fleet
+from tests.playbooks.conftest import REPO, changed
+from tests.playbooks.testhosts import Fleet, fleet
 from usecases.errors import CDLError
 from usecases.ops import Progress, Result
 

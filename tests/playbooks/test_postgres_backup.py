@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.playbooks.conftest import Fleet, fleet
+from tests.playbooks.testhosts import Fleet, fleet
 from usecases.errors import CDLError
 
 pytestmark = pytest.mark.slow

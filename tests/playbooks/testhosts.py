@@ -25,11 +25,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
+
+from usecases.ops import Result, run_playbook
 
 CACHE = Path(os.environ.get("CDL_TESTHOSTS_CACHE", "/var/cache/cdl/testhosts"))
 SUITE = "bookworm"
@@ -39,6 +44,7 @@ PACKAGES = ("python3", "systemd", "systemd-sysv", "dbus", "openssh-server", "sud
 COMPONENTS = ("main",)
 USER = "debian"
 PROXY_PORT = 3142
+SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 # Bump when _configure changes what the cached rootfs holds.
 RECIPE_VERSION = 1
 APT_SOURCES = Path("/etc/apt")
@@ -366,6 +372,50 @@ class TestHost:
             self.mounted = False
         subprocess.run(["ip", "netns", "delete", self.netns], check=False, capture_output=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class Fleet:
+    """Booted hosts and an inventory that reaches them over SSH, as the stack's would."""
+
+    hosts: dict[str, TestHost]
+    inventory: Path
+    key: Path
+
+    def run(self, playbook: str, **options: Any) -> Result:
+        return run_playbook(playbook, inventory=self.inventory, **options)
+
+    def ssh(self, name: str, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ssh", *SSH_OPTIONS.split(), "-o", "BatchMode=yes",
+                               "-i", str(self.key), *extra,
+                               f"debian@{self.hosts[name].address}", command],
+                              capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def fleet(rootfs: Path, key: Path, workdir: Path, layout: Mapping[str, Sequence[str]],
+          first_index: int, group_vars: Mapping[str, Any] | None = None) -> Iterator[Fleet]:
+    """Boot one host per LAYOUT entry (name -> inventory groups); always tear them all down."""
+    sources = debian_sources(host_apt_sources())
+    hosts = {name: TestHost(name, first_index + i, workdir / name, key.with_suffix(".pub")
+                            .read_text()) for i, name in enumerate(layout)}
+    try:
+        for host in hosts.values():
+            host.start(rootfs, sources)
+        groups: dict[str, Any] = {}
+        for name, names in layout.items():
+            for group in names:
+                groups.setdefault(group, {"hosts": {}})["hosts"][name] = None
+        inventory = workdir / "hosts.yml"
+        inventory.write_text(yaml.safe_dump({"all": {
+            "vars": {"ansible_user": "debian", "ansible_ssh_private_key_file": str(key),
+                     "ansible_ssh_common_args": SSH_OPTIONS, **(group_vars or {})},
+            "hosts": {name: {"ansible_host": host.address} for name, host in hosts.items()},
+            "children": groups}}))
+        yield Fleet(hosts, inventory, key)
+    finally:
+        for host in hosts.values():
+            host.stop()
 
 
 def main(argv: list[str]) -> int:
