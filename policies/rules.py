@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ _SECRET_KEY = re.compile(r"pass(word|wd)?$|secret|token|api_?key|access_?key|pri
                          r"credential", re.IGNORECASE)
 # Keys that name or point at a Kubernetes Secret instead of holding the value.
 _REFERENCE_KEY = re.compile(r"existing|(name|ref|path|file|enabled)$", re.IGNORECASE)
+# A list index in a value path; ChartValue paths write any index as `[]`.
+_LIST_INDEX = re.compile(r"\[\d+\]")
 _PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 # A pinned chart version is one exact SemVer version, not a range or a wildcard.
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
@@ -134,40 +136,130 @@ def helm_chart_unpinned(resource_type: str, props: Mapping[str, Any]) -> list[st
     return []
 
 
+@dataclass(frozen=True)
+class ChartValue:
+    """A value path of one chart, with the reason the secrets rule treats it specially.
+
+    ``path`` is relative to the release's values, dotted, with ``[]`` for any list index
+    (``users[].accessKey``); ``version``, when set, limits the entry to that chart version.
+    """
+
+    chart: str
+    path: str
+    reason: str
+    version: str | None = None
+
+    def covers(self, chart: str, version: str, path: str) -> bool:
+        return (self.chart == chart and self.path == path
+                and self.version in (None, version))
+
+
+# Keys whose name looks like a secret but whose value, in that chart, is not one: the key name
+# alone cannot tell, so each entry names the chart and the documented meaning of the key.
+NOT_CREDENTIALS: tuple[ChartValue, ...] = (
+    ChartValue("gitlab-runner", "runners.secret",
+               "the name of the Kubernetes Secret that holds runner-token (the chart reads the "
+               "token from that Secret)"),
+    ChartValue("minio", "users[].accessKey",
+               "the S3 user's name (an identity); its password is the entry's secretKey or "
+               "existingSecret/existingSecretKey (minio chart values.yaml, `users:`)"),
+)
+
+# Credentials the pinned charts accept only as values: no existing-Secret option. The values
+# are Pulumi secrets in the state, but Helm keeps them in the release (``helm get values``,
+# the release's own Secret), so the list is explicit, versioned and configurable.
+CHART_HELD_CREDENTIALS: tuple[ChartValue, ...] = (
+    ChartValue("determined", "db.password",
+               "Determined 0.38.1 reads the master's database password only from values",
+               "0.38.1"),
+    ChartValue("determined", "checkpointStorage.accessKey",
+               "Determined 0.38.1 reads S3 checkpoint credentials only from values", "0.38.1"),
+    ChartValue("determined", "checkpointStorage.secretKey",
+               "Determined 0.38.1 reads S3 checkpoint credentials only from values", "0.38.1"),
+    ChartValue("determined", "initialUserPassword",
+               "Determined 0.38.1 sets the admin password only from values", "0.38.1"),
+    ChartValue("pachyderm", "pachd.storage.minio.secret",
+               "Pachyderm 2.11.6 reads the MinIO secret key only from values", "2.11.6"),
+)
+CHART_HELD_KEY = "chartHeldCredentials"
+_CHART_VALUE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"chart": {"type": "string", "minLength": 1},
+                   "path": {"type": "string", "minLength": 1},
+                   "reason": {"type": "string", "minLength": 1},
+                   "version": {"type": "string", "minLength": 1}},
+    "required": ["chart", "path", "reason"],
+    "additionalProperties": False,
+}
+
+
+def chart_values(entries: Iterable[Mapping[str, str]]) -> tuple[ChartValue, ...]:
+    """Allowlist entries as the pack's config gives them (JSON objects) to ``ChartValue``."""
+    return tuple(ChartValue(e["chart"], e["path"], e["reason"], e.get("version"))
+                 for e in entries)
+
+
+def _as_config(entries: Iterable[ChartValue]) -> list[dict[str, str]]:
+    return [{k: v for k, v in vars(e).items() if v is not None} for e in entries]
+
+
 def _is_container(value: Any) -> bool:
     return isinstance(value, Mapping) or (isinstance(value, Sequence)
                                           and not isinstance(value, str | bytes))
 
 
-def _scalars(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
-    """(parent path, key, value) for every scalar held under a mapping key, at any depth."""
+def _scalars(value: Any, path: str) -> Iterator[tuple[str, Mapping[str, Any], str, Any]]:
+    """(parent path, parent mapping, key, value) for every scalar under a mapping key."""
     if isinstance(value, Mapping):
         for key, item in value.items():
             if _is_container(item):
-                yield from _scalars(item, f"{path}.{key}")
+                yield from _scalars(item, f"{path}.{key}" if path else str(key))
             else:
-                yield path, str(key), item
+                yield path, value, str(key), item
     elif _is_container(value):
         for index, item in enumerate(value):
             yield from _scalars(item, f"{path}[{index}]")
 
 
-def helm_plaintext_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+def _names_a_secret(parent: Mapping[str, Any], key: str) -> bool:
+    """The key points at a Kubernetes Secret instead of holding a credential."""
+    if _REFERENCE_KEY.search(key):
+        return True
+    # `{secretName: s, secretKey: k}` (Label Studio's pgConfig.password and every
+    # extraEnvironmentSecrets entry): secretKey is the key inside the Secret named beside it.
+    return key == "secretKey" and bool(parent.get("secretName"))
+
+
+def _chart_name(chart: str) -> str:
+    """The chart's own name from `name`, `repo/name`, `oci://host/path/name` or a local path."""
+    return chart.rstrip("/").rsplit("/", 1)[-1]
+
+
+def helm_plaintext_secrets(
+        resource_type: str, props: Mapping[str, Any],
+        allowed: Iterable[ChartValue] = CHART_HELD_CREDENTIALS) -> list[str]:
     """Helm values hold no password, token or key; they reference a Kubernetes Secret.
 
     Policies receive secret inputs already decrypted, so a Pulumi secret in values is flagged
-    as well: values are stored in the Helm release and shown by ``helm get values``.
+    as well: values are stored in the Helm release and shown by ``helm get values``. Only the
+    (chart, version, path) entries in ``allowed`` may carry a credential.
     """
     if resource_type != HELM_RELEASE and resource_type not in HELM_CHARTS:
         return []
+    chart, version = _chart_name(str(props.get("chart") or "")), str(props.get("version") or "")
+    exempt = (*NOT_CREDENTIALS, *allowed)
     found = []
-    for path, key, value in _scalars(props.get("values") or {}, "values"):
+    for parent_path, parent, key, value in _scalars(props.get("values") or {}, ""):
         if not isinstance(value, str) or not value:
             continue
-        if _PEM_PRIVATE_KEY.search(value) or (
-                _SECRET_KEY.search(key) and not _REFERENCE_KEY.search(key)):
-            found.append(f"{path}.{key} holds a secret in plain text: put it in a Kubernetes "
-                         "Secret and reference it (existingSecret or the chart's equivalent)")
+        if not _PEM_PRIVATE_KEY.search(value) and (
+                not _SECRET_KEY.search(key) or _names_a_secret(parent, key)):
+            continue
+        path = f"{parent_path}.{key}" if parent_path else key
+        if any(entry.covers(chart, version, _LIST_INDEX.sub("[]", path)) for entry in exempt):
+            continue
+        found.append(f"values.{path} holds a secret in plain text: put it in a Kubernetes "
+                     "Secret and reference it (existingSecret or the chart's equivalent)")
     return found
 
 
@@ -206,6 +298,10 @@ RULES: tuple[Rule, ...] = (
          lambda t, p, _: helm_chart_unpinned(t, p)),
     Rule("helm-values-without-plaintext-secrets",
          "Helm release values carry no passwords, tokens or keys; reference a Kubernetes "
-         "Secret instead.",
-         lambda t, p, _: helm_plaintext_secrets(t, p)),
+         f"Secret instead. Only the (chart, path) entries of {CHART_HELD_KEY} may carry one.",
+         lambda t, p, c: helm_plaintext_secrets(
+             t, p, chart_values(c[CHART_HELD_KEY]) if CHART_HELD_KEY in c
+             else CHART_HELD_CREDENTIALS),
+         {CHART_HELD_KEY: {"type": "array", "items": _CHART_VALUE_SCHEMA,
+                           "default": _as_config(CHART_HELD_CREDENTIALS)}}),
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from policies.rules import RULES
+from policies.rules import CHART_HELD_CREDENTIALS, CHART_HELD_KEY, RULES, chart_values
 
 PACK = Path(__file__).resolve().parents[2] / "policies"
 
@@ -33,11 +33,12 @@ class _Recorder:
 
 
 class _Args:
-    def __init__(self, resource_type: str, props: dict[str, Any]) -> None:
-        self.resource_type, self.props = resource_type, props
+    def __init__(self, resource_type: str, props: dict[str, Any],
+                 config: dict[str, Any] | None = None) -> None:
+        self.resource_type, self.props, self.config = resource_type, props, config or {}
 
     def get_config(self) -> dict[str, Any]:
-        return {}
+        return self.config
 
 
 @pytest.fixture
@@ -73,3 +74,21 @@ def test_gpu_flavor_defaults_to_the_stack_config(pack: dict[str, Any]) -> None:
               {"metadata": {"cdl_role": "gpu_node"}, "flavorName": "m1.large"}),
         lambda message, urn: reported.append(message))
     assert reported == ["GPU node on flavor 'm1.large'; expected one of g1.t4 (flavorName)"]
+
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({}, []),
+    ({CHART_HELD_KEY: []}, ["values.db.password"]),
+])
+def test_chart_held_credentials_come_from_the_pack_config(
+        pack: dict[str, Any], config: dict[str, Any], expected: list[str]) -> None:
+    policy = {p.kwargs["name"]: p.kwargs
+              for p in pack["policies"]}["helm-values-without-plaintext-secrets"]
+    schema = policy["config_schema"].kwargs["properties"][CHART_HELD_KEY]
+    assert chart_values(schema["default"]) == CHART_HELD_CREDENTIALS
+    determined = {"chart": "determined", "version": "0.38.1", "values": {"db": {"password": "p"}}}
+    reported: list[str] = []
+    policy["validate"](_Args("kubernetes:helm.sh/v3:Release", determined, config),
+                       lambda message, urn: reported.append(message))
+    assert [message.split(" holds ")[0] for message in reported] == expected

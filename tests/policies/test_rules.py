@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 import pytest
 
 from policies import rules
 from policies.rules import (
+    CHART_HELD_CREDENTIALS,
+    CHART_HELD_KEY,
     HELM_RELEASE,
     INSTANCE,
     PORT,
     RULES,
     SEC_GROUP_RULE,
     VOLUME,
+    ChartValue,
+    chart_values,
     gpu_node_off_flavor,
     helm_chart_unpinned,
     helm_plaintext_secrets,
@@ -139,6 +144,94 @@ def test_helm_values_with_plaintext_secrets_are_refused(values: dict[str, Any],
                                                         path: str) -> None:
     (message,) = helm_plaintext_secrets(HELM_RELEASE, {"chart": "x", "values": values})
     assert message.startswith(f"{path} holds a secret in plain text")
+
+
+def _release(chart: str, values: dict[str, Any], version: str = "1.0.0") -> dict[str, Any]:
+    return {"chart": chart, "version": version, "values": values}
+
+
+def _flagged(props: dict[str, Any], **allowed: Any) -> list[str]:
+    return [m.split(" holds ")[0] for m in helm_plaintext_secrets(HELM_RELEASE, props, **allowed)]
+
+
+_S3_USER = {"accessKey": "cdl", "existingSecret": "cdl-s3", "existingSecretKey": "secretKey"}
+
+
+@pytest.mark.parametrize(("chart", "values"), [
+    # {secretName, secretKey}: the key inside the named Secret (Label Studio, and the shape of
+    # every extraEnvironmentSecrets entry).
+    ("label-studio", {"global": {"pgConfig": {"password": {"secretName": "cdl-pg",
+                                                           "secretKey": "password"}}}}),
+    ("x", {"env": {"API_TOKEN": {"secretName": "api", "secretKey": "token"}}}),
+    ("x", {"env": [{"name": "PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "pg", "key": "password"}}}]}),
+    ("x", {"auth": {"passwordSecretName": "pg", "tokenSecretRef": "t", "existingSecret": "pg"}}),
+    # Keys a named chart documents as a Secret's name or a user name.
+    ("gitlab-runner", {"runners": {"secret": "gitlab-runner-token"}}),
+    ("minio", {"users": [_S3_USER, {**_S3_USER, "accessKey": "other"}]}),
+    ("oci://registry/charts/minio", {"users": [_S3_USER]}),
+])
+def test_helm_values_that_reference_a_secret_pass(chart: str, values: dict[str, Any]) -> None:
+    assert _flagged(_release(chart, values)) == []
+
+
+@pytest.mark.parametrize(("chart", "values", "paths"), [
+    # Without a Secret named beside it, secretKey is the credential itself.
+    ("label-studio", {"pgConfig": {"password": {"secretName": "", "secretKey": "hunter2"}}},
+     ["values.pgConfig.password.secretKey"]),
+    ("label-studio", {"global": {"persistence": {"config": {"s3": {"secretKey": "sk"}}}}},
+     ["values.global.persistence.config.s3.secretKey"]),
+    # A chart's documented exception is that chart's alone, at that path alone.
+    ("x", {"runners": {"secret": "glrt-abc"}}, ["values.runners.secret"]),
+    ("gitlab-runner", {"runners": {"token": "glrt-abc"}}, ["values.runners.token"]),
+    ("x", {"users": [{"accessKey": "AKIAEXAMPLE"}]}, ["values.users[0].accessKey"]),
+    ("minio", {"users": [{"accessKey": "console", "secretKey": "console123"}],
+               "rootPassword": "minio123"},
+     ["values.users[0].secretKey", "values.rootPassword"]),
+    ("minio", {"users": {"accessKey": "AKIAEXAMPLE"}}, ["values.users.accessKey"]),
+])
+def test_helm_values_that_only_look_like_references_are_refused(
+        chart: str, values: dict[str, Any], paths: list[str]) -> None:
+    assert _flagged(_release(chart, values)) == paths
+
+
+def test_chart_held_credentials_pass_only_where_allowed() -> None:
+    determined = {"db": {"password": "p"}, "initialUserPassword": "a",
+                  "webhooks": {"token": "t"}}
+    assert _flagged(_release("determined", determined, "0.38.1")) == ["values.webhooks.token"]
+    assert _flagged(_release("repo/determined", determined, "0.38.1")) == [
+        "values.webhooks.token"]
+    # Another version of the chart may read them from a Secret: the allowance does not carry.
+    assert len(_flagged(_release("determined", determined, "0.39.0"))) == 3
+    assert len(_flagged(_release("determined", determined, "0.38.1"), allowed=())) == 3
+    # The same path in another chart is refused.
+    assert _flagged(_release("pachyderm", {"db": {"password": "p"}}, "2.11.6")) == [
+        "values.db.password"]
+    own = [ChartValue("x", "auth.token", "x 1.0 takes its token only as a value")]
+    assert _flagged(_release("x", {"auth": {"token": "t"}}), allowed=own) == []
+
+
+def test_the_secrets_policy_takes_its_allowlist_from_config() -> None:
+    rule = {r.name: r for r in RULES}["helm-values-without-plaintext-secrets"]
+    determined = _release("determined", {"db": {"password": "p"}}, "0.38.1")
+    assert rule.check(HELM_RELEASE, determined, {}) == []
+    assert rule.check(HELM_RELEASE, determined, {CHART_HELD_KEY: []})
+    entry = {"chart": "x", "path": "auth.token", "reason": "x 1.0 takes it only as a value"}
+    assert rule.check(HELM_RELEASE, _release("x", {"auth": {"token": "t"}}),
+                      {CHART_HELD_KEY: [entry]}) == []
+    assert rule.check(HELM_RELEASE, determined, {CHART_HELD_KEY: [entry]})
+
+
+def test_the_allowlist_schema_describes_its_default() -> None:
+    rule = {r.name: r for r in RULES}["helm-values-without-plaintext-secrets"]
+    schema = rule.config_schema[CHART_HELD_KEY]
+    jsonschema.validate(schema["default"], schema)
+    assert chart_values(schema["default"]) == CHART_HELD_CREDENTIALS
+    assert all(entry.reason and entry.version for entry in CHART_HELD_CREDENTIALS)
+    for wrong in ([{"chart": "x", "path": "a.token"}],
+                  [{"chart": "x", "path": "a.token", "reason": "r", "why": "extra"}]):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, schema)
 
 
 def test_rules_ignore_types_they_do_not_cover() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.config import ConfigError, StackConfig, load_config, validate
+from stacks.config import KEYS, ConfigError, StackConfig, load_config, validate
+from stacks.platform import config as platform
 from tests.conftest import REPO
 from tests.stacks.conftest import VALID, pulumi_config
 
@@ -94,12 +95,37 @@ def test_existing_hosts_need_no_cloud_settings() -> None:
         config.cloud()
 
 
+EXAMPLE = REPO / "Pulumi.example.yaml"
+
+
+def _example_values() -> dict[str, Any]:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    return {key.removeprefix("cdl:"): value for key, value in document["config"].items()
+            if key.startswith("cdl:")}
+
+
 def test_example_stack_file_is_valid() -> None:
-    document = yaml.safe_load((REPO / "Pulumi.example.yaml").read_text())
-    values = {key.removeprefix("cdl:"): value for key, value in document["config"].items()
-              if key.startswith("cdl:")}
+    values = _example_values()
     config = validate(values)
     assert (config.gpu_node_count, config.gitlab, config.data_volume_gb) == (1, True, 200)
+    # The platform's keys validate too, so the example deploys the tool stack.
+    settings = platform.PlatformConfig.model_validate(
+        {key: value for key, value in values.items() if key in platform.KEYS})
+    assert (settings.domain, settings.serving, settings.object_store) == (
+        "cdl.example.org", "seldon", "minio")
+    # Every key is one the program reads (load_config stops on any other).
+    assert set(values) <= KEYS | set(platform.KEYS)
+
+
+def test_example_stack_file_documents_every_platform_key() -> None:
+    text = EXAMPLE.read_text()
+    for key in platform.KEYS:
+        assert f"cdl:{key}:" in text, key
+    # Secrets appear only as the command that sets them, never as a plain value.
+    values = _example_values()
+    for key in platform.SECRET_KEYS:
+        assert f"pulumi config set --secret cdl:{key} " in text, key
+        assert key not in values, key
 
 
 def test_a_misspelt_key_stops_the_program(monkeypatch: pytest.MonkeyPatch) -> None:

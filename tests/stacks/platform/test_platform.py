@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from policies.rules import CHART_HELD_CREDENTIALS
 from stacks.platform import pins
 from stacks.platform.wiring import Bucket, Namespace
 from tests.charts.conftest import CHARTS, HELM, run_helm
@@ -25,12 +26,10 @@ from tests.stacks.platform.conftest import (
 )
 
 GITLAB = {"gitlabUrl": "https://gitlab.example.org"}
-# Releases whose chart takes no existing Secret for some credential: the value is passed as a
-# Pulumi secret (encrypted in the state) and the chart writes it into a Secret of its own.
-CHART_HELD = {
-    "determined": "db.password, checkpointStorage keys and initialUserPassword (chart 0.38.1)",
-    "pachyderm": "pachd.storage.minio.id/secret (chart 2.11.6)",
-}
+# Releases whose chart takes no existing Secret for some credential (the policy pack's default
+# allowlist names the values): each is passed as a Pulumi secret (encrypted in the state) and
+# the chart writes it into a Secret of its own.
+CHART_HELD = {entry.chart for entry in CHART_HELD_CREDENTIALS}
 WELL_KNOWN = {"postgres", "console123", "minio123", "miniokey", "insecure-user-password",
               "insecure-root-password"}
 EXPECTED_NAMESPACE = {
