@@ -171,7 +171,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
-        if url.scheme != "http" or url.hostname not in self.server.allowed:
+        if url.scheme != "http" or url.hostname is None or url.hostname not in self.server.allowed:
             self.send_error(403, "only the Debian mirror is reachable from test hosts")
             return
         cached = self.server.deb_cache(self.path) if url.path.endswith(".deb") else None
@@ -285,6 +285,7 @@ class TestHost:
         return self.workdir / "merged"
 
     def start(self, rootfs: Path, sources: list[AptSource], timeout: float = 90) -> None:
+        self._reap_leftover()
         self._network()
         self.proxy = AptProxy(self.gateway, sources, CACHE / "debs")
         for part in ("upper", "work", "merged"):
@@ -303,7 +304,21 @@ class TestHost:
              "--capability=CAP_NET_ADMIN"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        self._pidfile.parent.mkdir(parents=True, exist_ok=True)
+        self._pidfile.write_text(str(self.process.pid))
         self._wait_for_ssh(timeout)
+
+    @property
+    def _pidfile(self) -> Path:
+        return CACHE / "running" / f"{self.name}.pid"
+
+    def _reap_leftover(self) -> None:
+        """Kill this host's container from a run that was killed before it could clean up."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self._pidfile.read_text())
+            if b"systemd-nspawn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.killpg(pid, signal.SIGKILL)
+        self._pidfile.unlink(missing_ok=True)
 
     def _network(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
@@ -364,6 +379,7 @@ class TestHost:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         self.process = None
+        self._pidfile.unlink(missing_ok=True)
         if self.proxy is not None:
             self.proxy.close()
             self.proxy = None
