@@ -63,8 +63,13 @@ case "$mode" in
         exec .venv/bin/cdl demo --report .cdl/report.json "$@"
         ;;
     test)
-        .venv/bin/ruff check usecases tests benchmarks
-        .venv/bin/mypy usecases
+        # helm v3 for the chart tests (from its npm package), and the cached Debian 12 rootfs
+        # the Ansible tests boot their throwaway hosts from (debootstrap, systemd-nspawn)
+        command -v npm >/dev/null || apt_install npm
+        scripts/helm.sh
+        scripts/testhosts.sh
+        .venv/bin/ruff check usecases tests benchmarks stacks policies
+        .venv/bin/mypy usecases stacks policies
         exec .venv/bin/pytest "$@"
         ;;
     *)
