@@ -1,0 +1,3 @@
+from usecases.cli import main
+
+main()
