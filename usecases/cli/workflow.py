@@ -88,10 +88,12 @@ def _studio_hint(results: dict[str, dict[str, Any]]) -> None:
         return
     from usecases.stores.labelstudio import CREDENTIALS
 
+    port = int(studio["url"].rsplit(":", 1)[1])
+    flag = "" if port == DEFAULT_STUDIO_PORT else f" --label-studio-port {port}"
     console.print(f"\nLabel Studio: {studio['url']} (login in "
                   f"{State.from_env().secrets / CREDENTIALS}); to correct labels run "
-                  "`cdl studio start`, edit them there, then `cdl label --usecase NAME`.",
-                  highlight=False)
+                  f"`cdl studio start{flag}`, edit them there, then "
+                  f"`cdl label --usecase NAME{flag}`.", highlight=False, soft_wrap=True)
 
 
 def _summary(name: str, result: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                       ("fmnist", write_fmnist(root / "fmnist"))):
         report = root / f"{name}.json"
         run = cdl(home, "demo", "--usecase", name, "--data", str(raw), "--trials", "1",
-                  "--smoke", "10", "--report", str(report))
+                  "--smoke", "10", "--report", str(report), "--no-label-studio")
         assert run.returncode == 0, run.stderr[-3000:]
         reports[name] = json.loads(report.read_text())["usecases"][name]
     return {"home": home, "reports": reports, "repository": home / "serving" / "models"}
