@@ -52,6 +52,7 @@ class Studio:
     url: str
     token: str
     credentials: Path | None = None  # the file a person logs in with (embedded server only)
+    exports: Path | None = None  # where the embedded server leaves a copy of each export
 
 
 def executable() -> Path:
@@ -180,7 +181,8 @@ class EmbeddedLabelStudio:
         url = f"http://127.0.0.1:{recorded['port']}"
         alive = _alive(int(recorded["pid"]))
         if alive and healthy(url):
-            return Studio(url, self.credentials()["token"], self.credentials_file)
+            return Studio(url, self.credentials()["token"], self.credentials_file,
+                          self.root / "export")
         if not alive:
             self._pid_file.unlink(missing_ok=True)
         return None
@@ -209,7 +211,8 @@ class EmbeddedLabelStudio:
                                f"read {self.log_file}; delete CDL_HOME/label-studio and its "
                                "database to start empty, or pass --no-label-studio")
             time.sleep(0.5)
-        return Studio(url, env["LABEL_STUDIO_USER_TOKEN"], self.credentials_file)
+        return Studio(url, env["LABEL_STUDIO_USER_TOKEN"], self.credentials_file,
+                      self.root / "export")
 
     def stop(self) -> None:
         if not self._pid_file.exists():
@@ -289,6 +292,8 @@ class LabelStudioClient:
         except ApiError as exc:
             body = exc.body if isinstance(exc.body, dict) else {}
             detail = body.get("detail") or str(exc.body)[:200]
+            if body.get("validation_errors"):
+                detail = f"{detail}: {json.dumps(body['validation_errors'])[:300]}"
             if exc.status_code in (401, 403):
                 raise CDLError(
                     f"Label Studio at {where} refused the API token ({exc.status_code}: "
@@ -345,6 +350,11 @@ class LabelStudioClient:
             self._sdk.projects.exports.download_sync(id=project, export_type="JSON",
                                                      download_all_tasks=True)))
         tasks: list[dict[str, Any]] = json.loads(data)
+        if self.studio.exports is not None:
+            # Each synchronous export leaves a copy on the server's disk, with no export record
+            # the API could delete: 126 MB after one demo, growing with every export.
+            for copy in self.studio.exports.glob(f"project-{project}-at-*.json"):
+                copy.unlink(missing_ok=True)
         return tasks
 
     def users(self) -> dict[int, str]:

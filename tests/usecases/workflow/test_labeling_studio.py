@@ -62,6 +62,14 @@ def test_bbc_round_trip_stores_every_valid_item_with_its_version(
     assert all(f'value="{c}"' in (project.label_config or "") for c in BBC.classes)
     (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
     assert task.data["text"].strip() and task.data["item_id"] in stored
+    # the server's own copies of the exports are cleaned up
+    assert label_studio.exports is not None and label_studio.exports.is_dir()
+    assert not list(label_studio.exports.glob("project-*.json"))
+
+
+def test_a_project_label_studio_refuses_names_why(label_studio: Studio) -> None:
+    with pytest.raises(CDLError, match="could not create a project .*title"):
+        LabelStudioClient(label_studio).project("x", "<View></View>")
 
 
 def test_fashion_images_reach_label_studio_as_data_urls(
