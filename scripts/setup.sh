@@ -18,11 +18,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-python_ok() { python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null; }
+python_ok() { python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
 if ! command -v python3 >/dev/null || ! python_ok; then
     apt_install python3 python3-venv python3-pip
 fi
-python_ok || { echo "setup: CDL needs Python >= 3.11 with venv" >&2; exit 1; }
+python_ok || { echo "setup: CDL needs Python 3.11 with venv (its pins are for 3.11)" >&2; exit 1; }
 # Fashion-MNIST's four official IDX files, from Debian's (or Ubuntu's) package.
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     apt_install dataset-fashion-mnist
