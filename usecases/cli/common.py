@@ -20,7 +20,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Continuous Deep Learning: the paper's workflow, locally or on a cluster.")
 
 console = Console(stderr=True)
-DEFAULT_STUDIO_PORT = 8089  # usecases.stores.labelstudio.DEFAULT_PORT, without importing the SDK
 USECASES = ("bbc", "fmnist")
 
 

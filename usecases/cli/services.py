@@ -7,13 +7,13 @@ from typing import Any
 import typer
 
 from usecases.cli.common import (
-    DEFAULT_STUDIO_PORT,
     StudioPortOpt,
     app,
     console,
     guarded,
 )
 from usecases.state import State
+from usecases.stores.labelstudio import DEFAULT_PORT
 
 db_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
 app.add_typer(db_app, name="db", rich_help_panel="Embedded services")
@@ -57,7 +57,7 @@ def db_status() -> None:
 
 
 @studio_app.command("start")
-def studio_start(label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT) -> None:
+def studio_start(label_studio_port: StudioPortOpt = DEFAULT_PORT) -> None:
     """Start Label Studio (and PostgreSQL if needed) and leave both running."""
     from usecases.stores.database import Database, EmbeddedPostgres
     from usecases.stores.labelstudio import EmbeddedLabelStudio

@@ -14,7 +14,6 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from usecases.cli.common import (
-    DEFAULT_STUDIO_PORT,
     DataOpt,
     GateOpt,
     MaxBytes,
@@ -31,6 +30,7 @@ from usecases.cli.common import (
 )
 from usecases.errors import CDLError, GateFailed
 from usecases.state import State
+from usecases.stores.labelstudio import DEFAULT_PORT
 from usecases.workflow.demo import Display
 
 
@@ -52,7 +52,7 @@ def demo(
     label_studio: Annotated[bool, typer.Option(
         "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
         "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")] = True,
-    label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT,
+    label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import demo as pipeline
@@ -89,7 +89,7 @@ def _studio_hint(results: dict[str, dict[str, Any]]) -> None:
     from usecases.stores.labelstudio import CREDENTIALS
 
     port = int(studio["url"].rsplit(":", 1)[1])
-    flag = "" if port == DEFAULT_STUDIO_PORT else f" --label-studio-port {port}"
+    flag = "" if port == DEFAULT_PORT else f" --label-studio-port {port}"
     console.print(f"\nLabel Studio: {studio['url']} (login in "
                   f"{State.from_env().secrets / CREDENTIALS}); to correct labels run "
                   f"`cdl studio start{flag}`, edit them there, then "
@@ -214,7 +214,7 @@ def label(
     min_chars: MinChars = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split (as in the "
                                       "demo).")] = 42,
-    label_studio_port: StudioPortOpt = DEFAULT_STUDIO_PORT,
+    label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Export the labels from Label Studio again, after people edited them.
 

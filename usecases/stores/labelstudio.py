@@ -27,8 +27,6 @@ from typing import Any, TypeVar
 
 import httpx
 import psycopg
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -277,11 +275,17 @@ class LabelStudioClient:
     """The calls the Labeling step makes, with one-line errors instead of SDK exceptions."""
 
     def __init__(self, studio: Studio, timeout: float = 900.0) -> None:
+        # imported here: the SDK takes a second to import, and the CLI reads this module's
+        # defaults on every command
+        from label_studio_sdk import LabelStudio
+
         self.studio = studio
         # exports of tens of thousands of tasks take minutes
         self._sdk = LabelStudio(base_url=studio.url, api_key=studio.token, timeout=timeout)
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
+        from label_studio_sdk.core.api_error import ApiError
+
         where = self.studio.url
         try:
             return call()

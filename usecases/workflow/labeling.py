@@ -161,6 +161,16 @@ def _export_path(store: MLDataStore, dataset: DatasetVersion, split: str) -> Pat
     return store.version_dir(dataset.id) / f"labels-{split}.json"
 
 
+def _keep_export(path: Path, tasks: list[dict[str, Any]]) -> None:
+    """Keep an export beside the manifest without inline data URLs: Fashion-MNIST's images made
+    the 70k-task export ~100 MB, and the item's path and content hash already name what was
+    labeled (the image itself is in ML Data)."""
+    kept = [{**t, "data": {k: v for k, v in t["data"].items()
+                           if not (isinstance(v, str) and v.startswith("data:"))}}
+            for t in tasks]
+    path.write_text(json.dumps(kept))
+
+
 def store_labels(db: Database, store: MLDataStore, dataset: DatasetVersion, items: list[Item],
                  task_data: TaskData, to_name: str = "text") -> dict[str, Any]:
     """Direct path: write the export per split and its rows to the label tables; idempotent
@@ -179,7 +189,7 @@ def store_labels(db: Database, store: MLDataStore, dataset: DatasetVersion, item
         else:
             tasks = export_tasks([i for i in items if i.split == split], task_data, created_at,
                                  to_name)
-            export_path.write_text(json.dumps(tasks))
+            _keep_export(export_path, tasks)
         rows = rows_from_export(tasks)
         replace_labels(db, dataset, split, rows)
         exported += len(rows)
@@ -234,7 +244,7 @@ def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
         rows = rows_from_export(tasks, people)
         annotations = sum(len([a for a in t.get("annotations", [])
                                if not a.get("was_cancelled")]) for t in tasks)
-        _export_path(store, dataset, split).write_text(json.dumps(tasks))
+        _keep_export(_export_path(store, dataset, split), tasks)
         replace_labels(db, dataset, split, rows, {
             "tool": "label-studio", "url": client.studio.url, "project": project,
             "tasks": len(tasks), "annotations": annotations})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 
+import httpx
 import pytest
 
 from usecases.errors import CDLError
@@ -39,6 +41,19 @@ def test_listens_on_loopback_only(label_studio: Studio) -> None:
                                text=True, check=True).stdout.split()
     local = [word for word in listeners if word.endswith(f":{port}")]
     assert local and all(address == f"127.0.0.1:{port}" for address in local), listeners
+
+
+def test_nobody_can_sign_up_without_an_invitation(label_studio: Studio) -> None:
+    with httpx.Client(base_url=label_studio.url) as browser:
+        form = browser.get("/user/signup/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        assert form.status_code == 200 and csrf, form.text[:300]
+        refused = browser.post("/user/signup/", headers={"Referer": f"{label_studio.url}/"},
+                               data={"csrfmiddlewaretoken": csrf.group(1),
+                                     "email": "stranger@example.com", "password": "x" * 24})
+    # refused by the signup rule itself, not by a missing CSRF token
+    assert refused.status_code == 403 and "CSRF" not in refused.text
+    assert "stranger@example.com" not in LabelStudioClient(label_studio).users().values()
 
 
 def test_running_server_is_reused_and_left_running(label_studio_server: EmbeddedLabelStudio,

@@ -49,6 +49,18 @@ def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
     assert version == dataset.id and created_at is not None  # type: ignore[attr-defined]
 
 
+def test_the_kept_export_names_images_without_carrying_them(tmp_path: Path, db: Database) -> None:
+    store, dataset = _dataset(tmp_path, db)
+    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
+    store_labels(db, store, dataset, items,  # type: ignore[arg-type]
+                 lambda i: {"image": "data:image/png;base64,iVBORw0KGgo="}, to_name="image")
+    tasks = json.loads((store.version_dir(dataset.id) / "labels-test.json").read_text())  # type: ignore[attr-defined]
+    assert len(tasks) == 10
+    assert all(set(t["data"]) == {"item_id", "path", "content"} for t in tasks)
+    assert tasks[0]["annotations"][0]["result"][0]["to_name"] == "image"
+    assert len(load_labels(db, dataset.id, "test")) == 10  # type: ignore[attr-defined]
+
+
 def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, db: Database) -> None:
     store, dataset = _dataset(tmp_path, db)
     items = USECASE.items(dataset, store)  # type: ignore[arg-type]
