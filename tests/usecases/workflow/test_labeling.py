@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from usecases.bbc.dataset import TextRules, scan
@@ -10,8 +9,10 @@ from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import SplitRules, ingest
 from usecases.workflow.labeling import (
     DATASET_LABELER,
+    export_path,
     export_tasks,
     load_labels,
+    read_export,
     rows_from_export,
     store_labels,
 )
@@ -33,7 +34,7 @@ def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
     stored = store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
     assert stored == {"tool": "direct", "url": None, "tasks": 50, "annotations": 50,
                       "exported": 50}
-    tasks = json.loads((store.version_dir(dataset.id) / "labels-train.json").read_text())  # type: ignore[attr-defined]
+    tasks = read_export(export_path(store, dataset, "train"))  # type: ignore[arg-type]
     task = tasks[0]
     assert set(task) >= {"id", "data", "annotations", "predictions"}
     result = task["annotations"][0]["result"][0]
@@ -54,7 +55,7 @@ def test_the_kept_export_names_images_without_carrying_them(tmp_path: Path, db: 
     items = USECASE.items(dataset, store)  # type: ignore[arg-type]
     store_labels(db, store, dataset, items,  # type: ignore[arg-type]
                  lambda i: {"image": "data:image/png;base64,iVBORw0KGgo="}, to_name="image")
-    tasks = json.loads((store.version_dir(dataset.id) / "labels-test.json").read_text())  # type: ignore[attr-defined]
+    tasks = read_export(export_path(store, dataset, "test"))  # type: ignore[arg-type]
     assert len(tasks) == 10
     assert all(set(t["data"]) == {"item_id", "path", "content"} for t in tasks)
     assert tasks[0]["annotations"][0]["result"][0]["to_name"] == "image"

@@ -17,7 +17,14 @@ from usecases.stores.database import Database
 from usecases.stores.labelstudio import ADMIN, LabelStudioClient, Studio
 from usecases.stores.mldata import MLDataStore
 from usecases.workflow.data import DatasetVersion, SplitRules, ingest
-from usecases.workflow.labeling import DATASET_LABELER, Target, label, load_labels
+from usecases.workflow.labeling import (
+    DATASET_LABELER,
+    Target,
+    export_path,
+    label,
+    load_labels,
+    read_export,
+)
 from usecases.workflow.usecase import DataOptions, Item, UseCase
 
 from ...conftest import free_port
@@ -88,6 +95,10 @@ def test_fashion_images_reach_label_studio_as_data_urls(
     assert all(f'value="{c}"' in (project.label_config or "") for c in FASHION_CLASSES)
     (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
     assert task.data["image"].startswith("data:image/png;base64,")
+    # the export kept beside the manifest names the images without carrying them
+    kept = read_export(export_path(store, dataset, "test"))
+    assert {t["data"]["item_id"] for t in kept} == {i.item_id for i in items if i.split == "test"}
+    assert all("image" not in t["data"] and t["annotations"] for t in kept)
 
 
 def test_rerunning_imports_nothing_twice(tmp_path: Path, db: Database,
