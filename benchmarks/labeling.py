@@ -20,6 +20,7 @@ from typing import Any
 
 from common import machine, print_table
 
+from usecases import defaults
 from usecases.bbc.usecase import USECASE as BBC
 from usecases.fmnist.usecase import USECASE as FMNIST
 from usecases.state import State
@@ -28,7 +29,7 @@ from usecases.stores.labelstudio import (
     EmbeddedLabelStudio,
     LabelStudioClient,
 )
-from usecases.stores.mldata import MLDataStore
+from usecases.stores.local import local_stores
 from usecases.workflow import data, labeling
 from usecases.workflow.deploy import free_port
 from usecases.workflow.usecase import DataOptions, UseCase
@@ -51,29 +52,32 @@ def main() -> None:
         services.callback(server.stop)
         print(f"Label Studio first start (with migrations): {time.perf_counter() - start:.1f} s")
         client = LabelStudioClient(studio)
-        store = MLDataStore(state.mldata)
+        stores = local_stores(state, db)
+        store = stores.mldata
         cases: list[tuple[UseCase, int | None]] = [(BBC, None), (FMNIST, args.images)]
         for usecase, limit in cases:
             folder = usecase.default_data()
-            options = DataOptions(folder=folder, max_bytes=1024 * 1024, min_chars=100)
+            options = DataOptions(folder=folder, max_bytes=defaults.MAX_FILE_BYTES,
+                                  min_chars=defaults.MIN_CHARS)
             candidates, rules = usecase.scan(options)
-            split = data.SplitRules(seed=42) if usecase.needs_split() else None
-            dataset = data.ingest(store, db, usecase.name, folder, candidates, rules, split)
-            items = [i for i in usecase.items(dataset, store) if i.split == "train"][:limit]
+            split = data.SplitRules() if usecase.needs_split() else None
+            dataset = data.version(store, usecase, folder, candidates, rules, split)
+            dataset.items = dataset.split("train")[:limit]
             target = labeling.Target(usecase.name, usecase.classes, usecase.label_to_name,
                                      lambda item, u=usecase: u.task_data(item, store))
             for run in ("first", "re-run"):
                 begin = time.perf_counter()
-                summary = labeling.label_with_studio(db, store, dataset, items, target, client,
+                summary = labeling.label_with_studio(stores.labels, dataset, target, client,
                                                      splits=("train",))
                 total = time.perf_counter() - begin
-                steps = summary["timings"]
-                rows.append([usecase.name, len(items), run, summary["imported"],
+                steps = summary.timings
+                items = dataset.items
+                rows.append([usecase.name, len(items), run, summary.imported,
                              steps["import"], steps["convert"], steps["export"], steps["store"],
                              round(total, 1)])
                 results.append({"usecase": usecase.name, "items": len(items), "run": run,
                                 **steps, "total": round(total, 2),
-                                "exported": summary["exported"]})
+                                "exported": summary.exported})
     print(f"machine: {machine()}")
     print_table(["use case", "tasks", "pass", "imported", "find + import s", "convert s",
                  "export s", "store s", "total s"], rows)

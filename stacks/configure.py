@@ -1,5 +1,9 @@
 """The configure step of `pulumi up`: Ansible's site playbook on the provisioned hosts, run
-through the project's ansible-runner wrapper (`cdl ops`) as a local command.
+through the project's ansible-runner wrapper as a local command: the installed `cdl ops`.
+
+The Pulumi program never imports the toolkit (`usecases`): the dependency runs one way, from
+the toolkit to the program (`cdl preflight` reads the stack's config model). The program calls
+`cdl` as it would call `ansible-playbook`, by its command line.
 
 It runs again when the inventory (hosts, addresses) or anything under playbooks/ changes, and
 its output is the kubeconfig the microk8s role fetched: a secret, and the input of the
@@ -35,7 +39,13 @@ def playbook_digest(root: Path = PLAYBOOKS) -> str:
     return digest.hexdigest()
 
 
-def site_script(workdir: str, playbook: str, python: str = sys.executable) -> str:
+def cdl_command() -> str:
+    """The `cdl` command installed beside the Python that runs the program (its venv)."""
+    beside = Path(sys.executable).with_name("cdl")
+    return str(beside) if beside.exists() else "cdl"
+
+
+def site_script(workdir: str, playbook: str, cdl: str | None = None) -> str:
     """Shell for the command: the inventory arrives on stdin; Ansible's progress goes to stderr
     (shown by Pulumi); stdout is only the kubeconfig the microk8s role wrote beside the
     inventory (its microk8s_kubeconfig_path default)."""
@@ -45,7 +55,7 @@ def site_script(workdir: str, playbook: str, python: str = sys.executable) -> st
         "umask 077",
         f"mkdir -p {folder}",
         f"cat > {folder}/hosts.yml",
-        f"{shlex.quote(python)} -m usecases.cli ops {shlex.quote(playbook)} "
+        f"{shlex.quote(cdl or cdl_command())} ops {shlex.quote(playbook)} "
         f"--inventory {folder}/hosts.yml >&2",
         f"cat {folder}/kubeconfig",
     ])

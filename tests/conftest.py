@@ -14,7 +14,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from usecases.state import State
 from usecases.stores.database import Database, EmbeddedPostgres
 from usecases.stores.labelstudio import EmbeddedLabelStudio, Studio
+from usecases.stores.local import Stores, local_stores
+from usecases.workflow.context import Context
 from usecases.workflow.deploy import free_port
+from usecases.workflow.display import Display
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,6 +62,18 @@ def db(pg_server: EmbeddedPostgres) -> Iterator[Database]:
 @pytest.fixture
 def state(tmp_path: Path) -> State:
     return State.from_env(tmp_path / "cdl-home")
+
+
+@pytest.fixture
+def stores(state: State, db: Database) -> Stores:
+    """The local side of every store, over the test's own database and state directory."""
+    return local_stores(state, db)
+
+
+@pytest.fixture
+def ctx(state: State, stores: Stores) -> Context:
+    """A quiet run context (no Label Studio: labels go the direct path)."""
+    return Context(state, stores, Display())
 
 
 @pytest.fixture(scope="session")

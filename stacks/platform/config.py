@@ -11,6 +11,8 @@ from enum import StrEnum
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from stacks.config import ConfigError
+
 NAMESPACE = "cdl"
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
@@ -65,8 +67,8 @@ class PlatformConfig(BaseModel):
         return f"{tool}.{self.domain}"
 
 
-class PlatformConfigError(ValueError):
-    pass
+class PlatformConfigError(ConfigError):
+    """A wrong platform setting: printed by Pulumi as its message, without a traceback."""
 
 
 KEYS = ("domain", "serving", "objectStore", "objectStoreEndpoint", "ingressClass", "acmeEmail",

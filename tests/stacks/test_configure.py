@@ -1,5 +1,5 @@
 """The configure step under mocks: when it re-runs, what it runs, and that its output (the
-kubeconfig) stays secret. The script itself is run for real with a stand-in `python` that
+kubeconfig) stays secret. The script itself is run for real with a stand-in `cdl` that
 records its arguments, because Ansible needs hosts this test does not have."""
 
 from __future__ import annotations
@@ -7,12 +7,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from stacks.configure import PLAYBOOKS, Configure, ConfigureArgs, playbook_digest, site_script
+from stacks.configure import (
+    PLAYBOOKS,
+    Configure,
+    ConfigureArgs,
+    cdl_command,
+    playbook_digest,
+    site_script,
+)
 
 INVENTORY = "all:\n  children:\n    gpu_nodes:\n      hosts:\n        cdl-gpu-0: {}\n"
 KUBECONFIG = "apiVersion: v1\nkind: Config\n"
@@ -68,13 +76,13 @@ def test_a_change_under_playbooks_changes_the_trigger(tmp_path: Path) -> None:
 
 
 def test_the_script_writes_the_inventory_and_prints_only_the_kubeconfig(tmp_path: Path) -> None:
-    python = tmp_path / "python"
-    # Stands in for `python -m usecases.cli ops ...`: records its arguments, chatters on
-    # stdout like Ansible does, and writes the kubeconfig where the microk8s role would.
-    python.write_text("#!/bin/sh\necho \"$@\" > args\necho 'PLAY RECAP ok=12'\n"
+    cdl = tmp_path / "cdl"
+    # Stands in for `cdl ops ...`: records its arguments, chatters on stdout like Ansible
+    # does, and writes the kubeconfig where the microk8s role would.
+    cdl.write_text("#!/bin/sh\necho \"$@\" > args\necho 'PLAY RECAP ok=12'\n"
                       "printf 'apiVersion: v1\\nkind: Config\\n' > work/kubeconfig\n")
-    python.chmod(0o755)
-    done = subprocess.run(["/bin/sh", "-c", site_script("work", "site", str(python))],
+    cdl.chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", site_script("work", "site", str(cdl))],
                           input=INVENTORY, capture_output=True, text=True, cwd=tmp_path,
                           check=True, env={"PATH": os.environ["PATH"]})
     assert done.stdout == KUBECONFIG
@@ -82,4 +90,9 @@ def test_the_script_writes_the_inventory_and_prints_only_the_kubeconfig(tmp_path
     assert (tmp_path / "work" / "hosts.yml").read_text() == INVENTORY
     assert (tmp_path / "work" / "hosts.yml").stat().st_mode & 0o077 == 0
     assert (tmp_path / "args").read_text().split() == [
-        "-m", "usecases.cli", "ops", "site", "--inventory", "work/hosts.yml"]
+        "ops", "site", "--inventory", "work/hosts.yml"]
+
+
+def test_the_program_runs_the_installed_cdl() -> None:
+    assert Path(cdl_command()) == Path(sys.executable).with_name("cdl")
+    assert Path(cdl_command()).exists()  # the venv's console script

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from usecases.defaults import MAX_FILE_BYTES, MIN_CHARS
 from usecases.serving.news import Vocabulary, tokenize
-from usecases.workflow.data import Candidate
+from usecases.workflow.usecase import Candidate
 
 __all__ = ["CLASSES", "TextRules", "Vocabulary", "clean", "scan", "tokenize", "validate"]
 
@@ -18,15 +19,14 @@ CLASSES = ("business", "entertainment", "politics", "sport", "tech")
 VOCAB_FILE = "bbc.vocab"
 # Files of the published dataset that document it rather than being articles.
 METADATA_FILES = {"README.TXT", VOCAB_FILE}
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class TextRules:
     """What makes an article valid. The longest real article is about 25 KB."""
 
-    min_chars: int = 100
-    max_bytes: int = MiB
+    min_chars: int = MIN_CHARS
+    max_bytes: int = MAX_FILE_BYTES
     extension: str = ".txt"
     max_garbage_ratio: float = 0.05
 

@@ -14,10 +14,9 @@ import numpy as np
 from usecases.bbc import dataset
 from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary
 from usecases.errors import CDLError
-from usecases.stores.mldata import MLDataStore
+from usecases.stores.mldata import Manifest, MLData
 from usecases.workflow import training
-from usecases.workflow.data import Candidate, DatasetVersion
-from usecases.workflow.usecase import DataOptions, History, Item, OnValidation
+from usecases.workflow.usecase import Candidate, DataOptions, History, Item, OnValidation
 
 MODEL_DIR = Path(__file__).parent
 REPO_ROOT = MODEL_DIR.parent.parent
@@ -44,11 +43,13 @@ class BBCNews:
     def needs_split(self) -> bool:
         return True  # the raw dataset has no train/test split of its own
 
-    def items(self, version: DatasetVersion, store: MLDataStore) -> list[Item]:
-        return [Item(e.item_id, e.path, str(e.label), str(e.split), e.sha256, e.sha256)
-                for e in version.manifest.entries if e.status == "valid"]
+    def items(self, manifest: Manifest, store: MLData) -> list[Item]:
+        # An article's group (for the split) and its content hash are both its sha256.
+        return [Item(e.item_id, e.path, str(e.label), str(e.split), group=e.sha256,
+                     content=e.sha256, source=e.sha256)
+                for e in manifest.entries if e.status == "valid"]
 
-    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
+    def task_data(self, item: Item, store: MLData) -> dict[str, Any]:
         text, _ = dataset.clean(store.get(item.source))
         return {"text": text}
 
@@ -59,7 +60,7 @@ class BBCNews:
                            f"pass --vocab, or put {dataset.VOCAB_FILE} in the --data folder")
         return path
 
-    def featurize(self, items: list[Item], store: MLDataStore,
+    def featurize(self, items: list[Item], store: MLData,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
         vocab_path = self._vocab_path(options)
         vocab = Vocabulary.load(vocab_path)
@@ -126,8 +127,7 @@ class BBCNews:
             logits = model(torch.from_numpy(inputs.astype(np.float32)))
         return logits.argmax(dim=1).numpy()
 
-
-    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+    def payload(self, items: list[Item], store: MLData) -> dict[str, Any]:
         texts = [dataset.clean(store.get(i.source))[0] for i in items]
         return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)],
                             "data": texts}]}

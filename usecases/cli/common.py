@@ -6,15 +6,17 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 
 from usecases.errors import CDLError, GateFailed
-from usecases.workflow.demo import Display
-from usecases.workflow.usecase import DataOptions, UseCase
+from usecases.workflow.display import Display
+
+if TYPE_CHECKING:  # the workflow's modules load when a command runs, not for `cdl --help`
+    from usecases.workflow.usecase import DataOptions, UseCase
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Continuous Deep Learning: the paper's workflow, locally or on a cluster.")
@@ -76,7 +78,9 @@ class RichDisplay(Display):
 
 
 def data_options(usecase: UseCase, data: Path | None, max_bytes: int, min_chars: int,
-             vocab: Path | None) -> DataOptions:
+                 vocab: Path | None) -> DataOptions:
+    from usecases.workflow.usecase import DataOptions
+
     return DataOptions(folder=(data or usecase.default_data()).expanduser().resolve(),
                        max_bytes=max_bytes, min_chars=min_chars, vocab=vocab)
 
@@ -106,3 +110,4 @@ GateOpt = Annotated[float, typer.Option("--gate", min=0.0, max=1.0,
 StudioPortOpt = Annotated[int, typer.Option("--label-studio-port", min=1, max=65535,
                                             help="Port of the embedded Label Studio on "
                                             "127.0.0.1.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Annotated, Any
 
 import typer
 
@@ -43,6 +44,41 @@ def db_stop() -> None:
     from usecases.stores.database import EmbeddedPostgres
 
     guarded(lambda: EmbeddedPostgres(State.from_env()).stop())
+
+
+@db_app.command("check")
+def db_check(
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what is safe to fix (waits "
+                                         "for no run: refuses while one writes).")] = False,
+) -> None:
+    """Find what an interrupted run left inconsistent in CDL_HOME; exit 1 if anything is
+    left unrepaired."""
+    from usecases.stores.check import check
+    from usecases.stores.local import open_stores
+
+    def action() -> Any:
+        state = State.from_env()
+        with contextlib.ExitStack() as held:
+            if repair:
+                held.enter_context(state.writer("cdl db check --repair"))
+            elif (holder := state.holder()) is not None:
+                console.print(f"[yellow]note:[/yellow] `{holder['command']}` (pid "
+                              f"{holder['pid']}) is writing to CDL_HOME: its work in "
+                              "progress may show below", highlight=False)
+            stores = held.enter_context(open_stores(state))
+            return check(state, stores, repair)
+
+    report = guarded(action)
+    for finding in report.findings:
+        mark = ("[green]repaired[/green]" if finding.repaired
+                else "[yellow]repairable[/yellow]" if finding.repairable else "[red]report[/red]")
+        console.print(f"{mark} {finding.kind}: {finding.what}", highlight=False)
+    if report.consistent:
+        console.print("consistent" if not report.findings else "all repaired")
+    else:
+        if any(f.repairable and not f.repaired for f in report.findings):
+            console.print("run `cdl db check --repair` to fix what is repairable")
+        raise typer.Exit(1)
 
 
 @db_app.command("status")

@@ -13,12 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from usecases import defaults
 from usecases.cli.common import (
     DataOpt,
     GateOpt,
     MaxBytes,
     MinChars,
     RichDisplay,
+    SeedOpt,
     StudioPortOpt,
     VocabOpt,
     app,
@@ -29,9 +31,15 @@ from usecases.cli.common import (
     usecases_named,
 )
 from usecases.errors import CDLError, GateFailed
-from usecases.state import State
+from usecases.state import State, atomic_write
 from usecases.stores.labelstudio import DEFAULT_PORT
-from usecases.workflow.demo import Display
+from usecases.workflow.display import Display
+
+
+def _progress(bar: bool = True) -> Progress:
+    columns = [SpinnerColumn(), TextColumn("{task.description}"),
+               *([BarColumn()] if bar else []), TimeElapsedColumn()]
+    return Progress(*columns, console=console, transient=False)
 
 
 @app.command()
@@ -39,41 +47,43 @@ def demo(
     usecase: Annotated[str, typer.Option("--usecase", help="bbc, fmnist or all.")] = "all",
     data: DataOpt = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="ASHA trials; 1 runs the "
-                                        "single-training config.")] = 4,
+                                        "single-training config.")] = defaults.TRIALS,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
                                                 "here.")] = None,
-    gate: GateOpt = 0.7,
-    max_bytes: MaxBytes = 1024 * 1024,
-    min_chars: MinChars = 100,
+    gate: GateOpt = defaults.GATE,
+    max_bytes: MaxBytes = defaults.MAX_FILE_BYTES,
+    min_chars: MinChars = defaults.MIN_CHARS,
     vocab: VocabOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the search.")] = 42,
+    seed: SeedOpt = defaults.SEED,
     smoke: Annotated[int, typer.Option("--smoke", min=0, help="Held-out examples sent through "
-                                       "the served model; 0 skips deployment.")] = 20,
+                                       "the served model; 0 skips deployment.")
+                     ] = defaults.SMOKE,
     label_studio: Annotated[bool, typer.Option(
         "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
         "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
-    from usecases.workflow import demo as pipeline
+    from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
 
     def action() -> None:
-        cases = usecases_named(usecase, data)
         state = State.from_env()
-        runs = [(case, pipeline.DemoOptions(data_options(case, data, max_bytes, min_chars, vocab),
-                                            trials=trials, gate=gate, seed=seed, smoke=smoke))
-                for case in cases]
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as progress:
-            results = pipeline.run(runs, state, RichDisplay(progress),
-                                   label_studio_port if label_studio else None)
-        body = {"usecases": results, "cdl_home": str(state.home)}
+        cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
+                                       trials=trials, gate=gate, seed=seed, smoke=smoke))
+                 for case in usecases_named(usecase, data)]
+        run.check_sources(cases)
+        with _progress() as progress, run.open_run(
+                state, RichDisplay(progress), "cdl demo",
+                label_studio_port if label_studio else None) as ctx:
+            result = run.run(ctx, cases)
+        body = result.to_dict()
         if report is not None:
-            report.write_text(json.dumps(body, indent=2) + "\n")
-        for name, result in results.items():
-            _summary(name, result)
-        _studio_hint(results)
-        failures = [f for f in (pipeline.gate_error(n, r) for n, r in results.items()) if f]
+            atomic_write(report, json.dumps(body, indent=2) + "\n")
+        for name, one in body["usecases"].items():
+            _summary(name, one)
+        _studio_hint(body["usecases"])
+        failures = [f for f in (r.gate_error(n) for n, r in result.usecases.items()) if f]
         if failures:
             raise GateFailed("; ".join(f.problem for f in failures), failures[0].fix)
 
@@ -116,28 +126,23 @@ def evaluate(
     version: Annotated[int | None, typer.Option("--version", help="Model version "
                                                 "(default: latest).")] = None,
     data: DataOpt = None,
-    gate: GateOpt = 0.7,
-    max_bytes: MaxBytes = 1024 * 1024,
-    min_chars: MinChars = 100,
+    gate: GateOpt = defaults.GATE,
+    max_bytes: MaxBytes = defaults.MAX_FILE_BYTES,
+    min_chars: MinChars = defaults.MIN_CHARS,
     vocab: VocabOpt = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
+    seed: SeedOpt = defaults.SEED,
 ) -> None:
     """Evaluate a registered model version on the held-out test set and apply the gate."""
-    from usecases.stores.database import open_database
-    from usecases.stores.registry import ModelRegistry
-    from usecases.workflow import demo as pipeline
+    from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
 
     def action() -> None:
-        case = usecase_named(usecase)
-        state = State.from_env()
-        options = data_options(case, data, max_bytes, min_chars, vocab)
-        pipeline.data.check_source(options.folder)
-        with open_database(state) as db:
-            prepared = pipeline.prepare(case, state, options, db, None, Display(),
-                                        pipeline.Timer(), seed)
-            entry, accuracy = pipeline.evaluate(case, ModelRegistry(db, state.models),
-                                                case.model_name, version, prepared.features,
-                                                gate)
+        chosen = usecase_named(usecase)
+        case = Case(chosen, RunOptions(data_options(chosen, data, max_bytes, min_chars, vocab),
+                                       gate=gate, seed=seed))
+        run.check_sources([case])
+        with run.open_run(State.from_env(), Display(), "cdl evaluate") as ctx:
+            entry, accuracy = run.evaluate(ctx, case, version)
         print(json.dumps({"name": entry.name, "version": entry.version,
                           "test_accuracy": accuracy, "gate_passed": entry.gate_passed}))
         if not entry.gate_passed:
@@ -157,24 +162,24 @@ def serve(
                                          "models (benchmarks/serving.py).")] = 0,
 ) -> None:
     """Serve the packaged, approved models with MLServer on 127.0.0.1 until interrupted."""
-    from usecases.stores.database import open_database
+    from usecases.stores.local import open_stores
     from usecases.workflow import deploy
 
     def action() -> None:
         state = State.from_env()
-        repository = state.home / "serving" / "models"
-        folders = sorted(p.parent for p in repository.glob("*/model-settings.json"))
+        repository = deploy.served_models(state)
+        folders = deploy.packaged_folders(repository)
         if not folders:
             raise CDLError(f"no packaged model in {repository}",
                            "run `cdl demo` first: it packages every approved model")
         signal.signal(signal.SIGTERM, _interrupt)
         # An interrupt at any point (even while MLServer starts) unwinds the context managers:
         # MLServer and the database stop, and the command ends normally.
-        with contextlib.suppress(KeyboardInterrupt), open_database(state) as db:
+        with contextlib.suppress(KeyboardInterrupt), open_stores(state) as stores:
             for folder in folders:
-                deploy.check_current(folder, db, state.models)
+                deploy.check_current(folder, stores.models)
             with deploy.serve(repository, state.logs / "mlserver.log", http_port, grpc_port,
-                              db.conninfo, workers) as server:
+                              stores.db.conninfo, workers) as server:
                 for folder in folders:
                     console.print(f"serving {server.url}/v2/models/{folder.name}/infer")
                 console.print("[dim]Ctrl-C stops the server")
@@ -196,12 +201,12 @@ def scoring(
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
 ) -> None:
     """Summarise Scoring Data: requests, class mix, latency percentiles, drift (JSON)."""
-    from usecases.stores.database import open_database
+    from usecases.stores.local import open_stores
     from usecases.workflow.scoring import summarize
 
     def action() -> None:
-        with open_database(State.from_env()) as db:
-            print(json.dumps(summarize(db, model), indent=2))
+        with open_stores(State.from_env()) as stores:
+            print(json.dumps(summarize(stores.scoring, model), indent=2))
 
     guarded(action)
 
@@ -210,25 +215,27 @@ def scoring(
 def label(
     usecase: Annotated[str, typer.Option("--usecase", help="bbc, fmnist or all.")] = "all",
     data: DataOpt = None,
-    max_bytes: MaxBytes = 1024 * 1024,
-    min_chars: MinChars = 100,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split (as in the "
-                                      "demo).")] = 42,
+    max_bytes: MaxBytes = defaults.MAX_FILE_BYTES,
+    min_chars: MinChars = defaults.MIN_CHARS,
+    seed: SeedOpt = defaults.SEED,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Export the labels from Label Studio again, after people edited them.
 
     They replace the label tables' rows of the data's current version; the next demo trains
     on them."""
-    from usecases.workflow import demo as pipeline
+    from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
 
     def action() -> None:
-        cases = usecases_named(usecase, data)
-        runs = [(case, data_options(case, data, max_bytes, min_chars, None)) for case in cases]
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
-            results = pipeline.relabel(runs, State.from_env(), RichDisplay(progress),
-                                       label_studio_port, seed)
+        cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, None),
+                                       seed=seed))
+                 for case in usecases_named(usecase, data)]
+        run.check_sources(cases)
+        with _progress(bar=False) as progress, run.open_run(
+                State.from_env(), RichDisplay(progress), "cdl label",
+                label_studio_port) as ctx:
+            results = run.relabel(ctx, cases)
         print(json.dumps(results, indent=2))
 
     guarded(action)

@@ -17,10 +17,9 @@ from PIL import Image
 
 from usecases.errors import CDLError
 from usecases.fmnist import idx
-from usecases.stores.mldata import MLDataStore
+from usecases.stores.mldata import Manifest, MLData
 from usecases.workflow import training
-from usecases.workflow.data import Candidate, DatasetVersion
-from usecases.workflow.usecase import DataOptions, History, Item, OnValidation
+from usecases.workflow.usecase import Candidate, DataOptions, History, Item, OnValidation
 
 MODEL_DIR = Path(__file__).parent
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
@@ -29,13 +28,13 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 
 
 @functools.lru_cache(maxsize=2)
-def _images(store: MLDataStore, split: str, images_sha: str) -> np.ndarray:
+def _images(store: MLData, split: str, images_sha: str) -> np.ndarray:
     # Cached: items() and featurize() both need the pixels; decompress 26 MB once, not twice.
     name = idx.FILES[split][0]
     return idx.parse(name, idx.decompress(name, store.get(images_sha)), 3)
 
 
-def _read(store: MLDataStore, split: str, images_sha: str, labels_sha: str) -> idx.Split:
+def _read(store: MLData, split: str, images_sha: str, labels_sha: str) -> idx.Split:
     name = idx.FILES[split][1]
     labels = idx.parse(name, idx.decompress(name, store.get(labels_sha)), 1)
     return idx.check_split(split, _images(store, split, images_sha), labels)
@@ -77,23 +76,23 @@ class FashionMNIST:
     def needs_split(self) -> bool:
         return False  # the dataset ships its own train (60,000) / test (10,000) split
 
-    def _splits(self, version: DatasetVersion, store: MLDataStore) -> dict[str, tuple[str,
-                                                                                      idx.Split]]:
-        sha = {e.path: e.sha256 for e in version.manifest.entries if e.status == "valid"}
+    def _splits(self, manifest: Manifest, store: MLData) -> dict[str, tuple[str, idx.Split]]:
+        sha = {e.path: e.sha256 for e in manifest.entries if e.status == "valid"}
         return {split: (sha[images], _read(store, split, sha[images], sha[labels]))
                 for split, (images, labels) in idx.FILES.items()}
 
-    def items(self, version: DatasetVersion, store: MLDataStore) -> list[Item]:
+    def items(self, manifest: Manifest, store: MLData) -> list[Item]:
         found = []
-        for split, (images_sha, data) in self._splits(version, store).items():
+        for split, (images_sha, data) in self._splits(manifest, store).items():
             name = idx.FILES[split][0]
             for i, (pixels, label) in enumerate(zip(data.images, data.labels, strict=True)):
+                digest = hashlib.blake2b(pixels.tobytes(), digest_size=8).hexdigest()
+                # The split is the dataset's own, so the group only names identical images.
                 found.append(Item(f"{split}/{i:05d}", f"{name}#{i}", CLASSES[label], split,
-                                  hashlib.blake2b(pixels.tobytes(), digest_size=8).hexdigest(),
-                                  f"{images_sha}#{i}"))
+                                  group=digest, content=digest, source=f"{images_sha}#{i}"))
         return found
 
-    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
+    def task_data(self, item: Item, store: MLData) -> dict[str, Any]:
         # A data URL: Label Studio shows the image without reaching any file or bucket.
         images_sha, index = item.source.split("#")
         png = io.BytesIO()
@@ -101,7 +100,7 @@ class FashionMNIST:
             png, format="PNG")
         return {"image": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}
 
-    def featurize(self, items: list[Item], store: MLDataStore,
+    def featurize(self, items: list[Item], store: MLData,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
         rows = []
         for item in items:
@@ -159,7 +158,7 @@ class FashionMNIST:
         return np.asarray(logits).argmax(axis=1)
 
 
-    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+    def payload(self, items: list[Item], store: MLData) -> dict[str, Any]:
         pixels, _ = self.featurize(items, store, DataOptions(Path(), 0, 0))
         return {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape),
                             "data": pixels.ravel().tolist()}]}

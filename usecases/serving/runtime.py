@@ -17,9 +17,9 @@ from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.errors import InferenceError, MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 
+from .limits import MAX_REQUEST_BYTES
 from .scoring import Score, ScoringLog, digest, now
 
-DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 IMAGE_SHAPE = (28, 28)  # Fashion-MNIST
 
 
@@ -42,7 +42,7 @@ class CDLRuntime(MLModel):
         self.meta: dict[str, Any] = json.loads((folder / "model.json").read_text())
         self.classes: list[str] = list(self.meta["classes"])
         extra = (params.extra or {}) if params is not None else {}
-        self.max_request_bytes = int(extra.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES))
+        self.max_request_bytes = int(extra.get("max_request_bytes", MAX_REQUEST_BYTES))
         self.model_version = str(self.version or "")
         self.scoring = ScoringLog()
         self.load_model()

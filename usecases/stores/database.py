@@ -94,6 +94,9 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():
             return False
+        # Again on every use: a parent's mode may have changed since init (pytest resets
+        # its base temp dir to 0700 whenever a session starts).
+        _allow_traversal(self.data_dir)
         result = subprocess.run(
             [_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
             capture_output=True,
@@ -136,6 +139,7 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         self.init()
+        _allow_traversal(self.data_dir)
         sock = self.socket_dir
         sock.mkdir(parents=True, exist_ok=True)
         sock.chmod(0o700)
@@ -236,7 +240,15 @@ class Database:
             for version, name, sql in migrations():
                 if version in done:
                     continue
-                conn.execute(sql)
+                try:
+                    conn.execute(sql)
+                except psycopg.Error as exc:
+                    reason = " ".join(str(exc).split()) or type(exc).__name__
+                    raise CDLError(
+                        f"database migration {name} failed ({reason}); the database is left "
+                        "as it was before this command",
+                        "restore usecases/stores/migrations from the repository; if the "
+                        "database was changed by hand, restore it from a backup") from None
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                     (version, name),
@@ -255,7 +267,8 @@ def migrations() -> list[tuple[int, str, str]]:
     found.sort()
     versions = [v for v, _, _ in found]
     if len(set(versions)) != len(versions):
-        raise RuntimeError(f"duplicate migration numbers in {versions}")
+        raise CDLError(f"two database migrations share a number ({versions})",
+                       "restore usecases/stores/migrations from the repository")
     return found
 
 

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from usecases.errors import CDLError
-from usecases.state import State
+from usecases.state import State, atomic_write
 
 VERSION = "1.23.2"  # the server scripts/setup.sh installs; the adapter is tested against it
 DEFAULT_PORT = 8089
@@ -199,7 +199,7 @@ class EmbeddedLabelStudio:
             process = subprocess.Popen(command, env=env, cwd=self.root, stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
-        self._pid_file.write_text(json.dumps({"pid": process.pid, "port": self.port}))
+        atomic_write(self._pid_file, json.dumps({"pid": process.pid, "port": self.port}))
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + _START_TIMEOUT
         while not healthy(url):

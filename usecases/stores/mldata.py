@@ -1,22 +1,32 @@
-"""ML Data: a content-addressed store of raw files and immutable dataset versions.
+"""ML Data: raw files stored once by content, and immutable dataset versions over them.
 
-Locally this is a folder under ``CDL_HOME/mldata``: ``objects/`` holds every file once, named by
-its sha256; ``versions/<id>/manifest.json`` lists what a version contains. On a cluster the same
-role is played by a Pachyderm repo (a later adapter); the workflow only uses this interface.
+The interface the data pipeline uses is :class:`MLData`. Its local side, :class:`LocalMLData`,
+is a folder under ``CDL_HOME/mldata`` (``objects/`` holds every file once, named by its
+sha256; ``versions/<id>/manifest.json`` lists what a version contains) plus the version's row
+and its quarantine list in PostgreSQL. On a cluster the same interface is a Pachyderm 2.11 input
+repo per use case: ``put`` is a file in an open commit, a version is a commit (its id is the
+lineage key the label tables carry), the manifest a file in it, and the rows go to the cluster's
+PostgreSQL as here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from psycopg.types.json import Jsonb
+
+from usecases.errors import CDLError
+from usecases.state import atomic_write
+from usecases.stores.database import Database
 
 Status = Literal["valid", "quarantined", "metadata"]
+_FIX_CORRUPT = ("run `cdl db check --repair` (it drops the damaged version), then `cdl demo` "
+                "to ingest the raw data again")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -38,6 +48,30 @@ class Entry:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Counts:
+    """A dataset version's size in items (articles, images): the one meaning of "counts" that
+    the report, the manifest and the ``dataset_versions`` row share. A quarantined file counts
+    as one ingested item, since what it holds cannot be read."""
+
+    ingested: int
+    valid: int
+    quarantined: int
+    train: int
+    test: int
+
+    @classmethod
+    def of(cls, quarantined: int, splits: Iterable[str]) -> Counts:
+        """From the number of quarantined files and the split of every valid item."""
+        listed = list(splits)
+        return cls(ingested=len(listed) + quarantined, valid=len(listed),
+                   quarantined=quarantined, train=listed.count("train"),
+                   test=listed.count("test"))
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 @dataclass
 class Manifest:
     version: str
@@ -45,18 +79,17 @@ class Manifest:
     source: str
     rules: dict[str, Any]
     entries: list[Entry]
+    counts: Counts | None = None  # in items; set once the use case has read the version
 
-    def counts(self) -> dict[str, int]:
-        valid = sum(e.status == "valid" for e in self.entries)
-        quarantined = sum(e.status == "quarantined" for e in self.entries)
-        return {
-            "ingested": valid + quarantined,
-            "valid": valid,
-            "quarantined": quarantined,
-            "train": sum(e.split == "train" for e in self.entries),
-            "test": sum(e.split == "test" for e in self.entries),
-            "metadata": sum(e.status == "metadata" for e in self.entries),
-        }
+    def files(self) -> dict[str, int]:
+        """How many files the version holds, by status (not items: one Fashion-MNIST IDX file
+        holds 60,000 images)."""
+        return {status: sum(e.status == status for e in self.entries)
+                for status in ("valid", "quarantined", "metadata")}
+
+    @property
+    def quarantined(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "quarantined"]
 
     def split(self, name: str) -> list[Entry]:
         return [e for e in self.entries if e.split == name]
@@ -67,7 +100,8 @@ class Manifest:
             "usecase": self.usecase,
             "source": self.source,
             "rules": self.rules,
-            "counts": self.counts(),
+            "files": self.files(),
+            "counts": self.counts.as_dict() if self.counts else None,
             "entries": [asdict(e) for e in self.entries],
         }
         return json.dumps(body, indent=1, sort_keys=True)
@@ -75,12 +109,16 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         body = json.loads(text)
+        counts = body.get("counts")
+        # Manifests written before counts meant items carried file counts with extra keys.
+        known = counts is not None and set(counts) == set(Counts.__dataclass_fields__)
         return cls(
             version=body["version"],
             usecase=body["usecase"],
             source=body["source"],
             rules=body["rules"],
             entries=[Entry(**e) for e in body["entries"]],
+            counts=Counts(**counts) if known else None,
         )
 
 
@@ -94,9 +132,41 @@ def version_id(usecase: str, files: Iterable[tuple[str, str, int]], rules: dict[
     return f"{usecase}-{digest.hexdigest()[:16]}"
 
 
-class MLDataStore:
-    def __init__(self, root: Path) -> None:
+class MLData(Protocol):
+    """Raw files by content and the dataset versions over them. Hashable: readers cache
+    decoded objects per store."""
+
+    def __hash__(self) -> int: ...
+
+    def put(self, data: bytes) -> str:
+        """Store a file's bytes (once); return its sha256."""
+
+    def get(self, sha: str) -> bytes:
+        """A stored file's bytes, checked against its sha256."""
+
+    def has(self, version: str) -> bool: ...
+
+    def load(self, version: str) -> Manifest: ...
+
+    def commit(self, manifest: Manifest) -> str:
+        """Make a version durable: its manifest, its row with its counts and its quarantine
+        list. Committing the same version again updates its counts. Returns where the manifest
+        lives."""
+
+    def version_dir(self, version: str) -> Path:
+        """Where files that belong to a version (label exports) are kept."""
+
+    def versions(self) -> dict[str, Counts | None]:
+        """Every recorded version with the counts in its row."""
+
+    def drop(self, version: str) -> None:
+        """Forget a version whose manifest is lost or damaged (repair), keeping its objects."""
+
+
+class LocalMLData:
+    def __init__(self, root: Path, db: Database) -> None:
         self.root = root
+        self.db = db
         (root / "objects").mkdir(parents=True, exist_ok=True)
         (root / "versions").mkdir(parents=True, exist_ok=True)
 
@@ -108,13 +178,19 @@ class MLDataStore:
         target = self.object_path(sha)
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            _atomic_write(target, data)
+            atomic_write(target, data)
         return sha
 
     def get(self, sha: str) -> bytes:
-        data = self.object_path(sha).read_bytes()
+        path = self.object_path(sha)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CDLError(f"ML Data object {sha[:12]} is missing from {self.root}",
+                           _FIX_CORRUPT) from None
         if sha256_bytes(data) != sha:
-            raise ValueError(f"object {sha} in {self.root} is corrupt")
+            raise CDLError(f"ML Data object {path} is corrupt (checksum mismatch)",
+                           _FIX_CORRUPT)
         return data
 
     def manifest_path(self, version: str) -> Path:
@@ -124,20 +200,54 @@ class MLDataStore:
         return self.manifest_path(version).exists()
 
     def load(self, version: str) -> Manifest:
-        return Manifest.from_json(self.manifest_path(version).read_text())
+        path = self.manifest_path(version)
+        try:
+            return Manifest.from_json(path.read_text())
+        except FileNotFoundError:
+            raise CDLError(f"dataset version {version} has no manifest in {self.root}",
+                           _FIX_CORRUPT) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CDLError(f"manifest {path} is damaged ({type(exc).__name__})",
+                           _FIX_CORRUPT) from None
 
-    def save(self, manifest: Manifest) -> Path:
+    def commit(self, manifest: Manifest) -> str:
+        if manifest.counts is None:
+            raise ValueError("a manifest is committed with its item counts")
         path = self.manifest_path(manifest.version)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, manifest.to_json().encode())
-        return path
+        atomic_write(path, manifest.to_json())
+        with self.db.connect() as conn:
+            conn.execute(
+                "INSERT INTO dataset_versions (id, usecase, source, counts, manifest_path)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET counts = EXCLUDED.counts",
+                (manifest.version, manifest.usecase, manifest.source,
+                 Jsonb(manifest.counts.as_dict()), str(path)),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO quarantine (dataset_version, path, sha256, reason)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(manifest.version, e.path, e.sha256, e.reason)
+                     for e in manifest.quarantined],
+                )
+        return str(path)
 
     def version_dir(self, version: str) -> Path:
         return self.manifest_path(version).parent
 
+    def versions(self) -> dict[str, Counts | None]:
+        with self.db.connect() as conn:
+            rows = conn.execute("SELECT id, counts FROM dataset_versions").fetchall()
+        fields = set(Counts.__dataclass_fields__)
+        return {vid: Counts(**counts) if set(counts) == fields else None
+                for vid, counts in rows}
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, target)
+    def drop(self, version: str) -> None:
+        with self.db.connect() as conn:
+            for table in ("train_labels", "test_labels", "label_exports", "quarantine"):
+                conn.execute(f"DELETE FROM {table} WHERE dataset_version = %s",
+                             (version,))
+            conn.execute("DELETE FROM dataset_versions WHERE id = %s"
+                         " AND NOT EXISTS (SELECT 1 FROM model_versions m"
+                         " WHERE m.dataset_version = %s)", (version, version))

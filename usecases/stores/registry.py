@@ -1,24 +1,27 @@
 """Model Registry: named models with numbered versions, their lineage and their evaluation.
 
-Locally the rows live in PostgreSQL and the artifacts under ``CDL_HOME/models/<name>/<version>``;
-on a cluster Determined's model registry plays this role (a later adapter).
+The interface the model and deployment pipelines use is :class:`ModelRegistry`. Its local side,
+:class:`LocalModelRegistry`, keeps the rows in PostgreSQL (``model_versions``) and the artifacts
+under ``CDL_HOME/models/<name>/<version>``. On a cluster Determined's model registry plays this
+role: ``create_model`` / ``Model.register_version(checkpoint uuid)``, the evaluation and the
+gate's verdict as the version's metadata, artifacts in the checkpoint storage (S3).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from usecases.errors import CDLError
+from usecases.state import staged_dir
 from usecases.stores.database import Database
 
 ARTIFACT_DIGESTS = "digests.json"
@@ -76,7 +79,28 @@ def verify_artifacts(root: Path) -> None:
                            "run `cdl demo` again to train and register a new version")
 
 
-class ModelRegistry:
+class ModelRegistry(Protocol):
+    def register(self, name: str, usecase: str, dataset_version: str,
+                 experiment_id: int | None, hparams: dict[str, Any],
+                 val_metrics: dict[str, float], code: str,
+                 export: Callable[[Path], None]) -> ModelVersion:
+        """Create the next version of ``name``; ``export(folder)`` writes its artifacts."""
+
+    def record_evaluation(self, name: str, version: int, test_accuracy: float,
+                          threshold: float) -> ModelVersion:
+        """Record the test accuracy and the gate's verdict on a version."""
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        """A version (the latest when ``version`` is None); a CDLError if there is none."""
+
+    def orphans(self) -> list[Path]:
+        """Artifact folders no version row points at (a run stopped while registering)."""
+
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version."""
+
+
+class LocalModelRegistry:
     def __init__(self, db: Database, root: Path) -> None:
         self.db = db
         self.root = root
@@ -97,14 +121,15 @@ class ModelRegistry:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
             row = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions"
                                " WHERE name = %s", (name,)).fetchone()
-            assert row is not None
-            version = int(row[0])
+            version = int(row[0]) if row else 1
+            # A folder under this number without a row is an interrupted registration's:
+            # the new one replaces it.
             folder = self.root / name / str(version)
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            export(folder)
-            (folder / ARTIFACT_DIGESTS).write_text(json.dumps(_digest_tree(folder), indent=1))
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with staged_dir(folder) as staging:
+                export(staging)
+                (staging / ARTIFACT_DIGESTS).write_text(
+                    json.dumps(_digest_tree(staging), indent=1))
             conn.execute(
                 "INSERT INTO model_versions (name, version, usecase, dataset_version,"
                 " experiment_id, hparams, val_metrics, code_version, artifact_path)"
@@ -144,3 +169,16 @@ class ModelRegistry:
             artifact_path=Path(row["artifact_path"]), test_accuracy=row["test_accuracy"],
             gate_threshold=row["gate_threshold"], gate_passed=row["gate_passed"],
         )
+
+    def orphans(self) -> list[Path]:
+        with self.db.connect() as conn:
+            known = {row[0] for row in conn.execute("SELECT artifact_path FROM model_versions")}
+        return sorted(folder for folder in self.root.glob("*/*")
+                      if folder.is_dir() and not folder.name.startswith(".")
+                      and str(folder) not in known)
+
+    def versions(self) -> list[ModelVersion]:
+        with self.db.connect() as conn:
+            rows = conn.execute("SELECT name, version FROM model_versions"
+                                " ORDER BY name, version").fetchall()
+        return [self.get(name, version) for name, version in rows]

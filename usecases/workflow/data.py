@@ -1,41 +1,29 @@
 """The data pipeline (paper §3.2): collect, ingest and version, validate, quarantine, split.
 
 A use case supplies how its raw folder is scanned (labels and validity per file); versioning,
-quarantine, the split and the bookkeeping in PostgreSQL are written here once.
+quarantine, the split and the bookkeeping in ML Data are written here once.
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
+from usecases import defaults
 from usecases.errors import CDLError
-from usecases.stores.database import Database
-from usecases.stores.mldata import Entry, Manifest, MLDataStore, Status, version_id
-
-
-@dataclass
-class Candidate:
-    """A raw file as collected, with the use case's verdict on it."""
-
-    item_id: str
-    path: str
-    data: bytes
-    label: str | None
-    status: Status
-    reason: str | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+from usecases.stores.labels import ExportSummary
+from usecases.stores.mldata import Counts, Entry, Manifest, MLData, version_id
+from usecases.workflow.context import Case, Context
+from usecases.workflow.usecase import Candidate, Item, UseCase
 
 
 @dataclass
 class SplitRules:
     test_fraction: float = 0.2
-    seed: int = 42
+    seed: int = defaults.SEED
 
     def as_dict(self) -> dict[str, Any]:
         return {"test_fraction": self.test_fraction, "seed": self.seed}
@@ -43,13 +31,29 @@ class SplitRules:
 
 @dataclass
 class DatasetVersion:
+    """A committed dataset version with the use case's items (articles, images) in it."""
+
     manifest: Manifest
-    manifest_path: Path
+    manifest_path: str
     reused: bool
+    items: list[Item]
+    counts: Counts
 
     @property
     def id(self) -> str:
         return self.manifest.version
+
+    def split(self, name: str) -> list[Item]:
+        return [i for i in self.items if i.split == name]
+
+
+@dataclass
+class Prepared:
+    """The data pipeline's result: the version, how it was labeled, the model inputs."""
+
+    dataset: DatasetVersion
+    labeling: ExportSummary
+    features: Path
 
 
 def check_source(folder: Path) -> None:
@@ -93,43 +97,39 @@ def stratified_split(entries: list[Entry], rules: SplitRules) -> None:
         entry.split = "test" if entry.item_id in test else "train"
 
 
-def ingest(
-    store: MLDataStore,
-    db: Database,
-    usecase: str,
-    folder: Path,
-    candidates: list[Candidate],
-    rules: dict[str, Any],
-    split: SplitRules | None,
-) -> DatasetVersion:
-    """Store every collected file, derive the version id from content, and record the version.
+def version(store: MLData, usecase: UseCase, folder: Path, candidates: list[Candidate],
+            rules: dict[str, Any], split: SplitRules | None) -> DatasetVersion:
+    """Store every collected file, derive the version id from content, read the version's
+    items and commit it with their counts.
 
     Re-ingesting the same files under the same rules reuses the existing version. ``split``
     None keeps the dataset's own train/test split (the use case knows it).
     """
     all_rules = {**rules, "split": split.as_dict() if split else "official"}
-    vid = version_id(usecase, ((c.path, store.put(c.data), len(c.data)) for c in candidates),
-                     all_rules)
+    shas = [store.put(c.data) for c in candidates]
+    vid = version_id(usecase.name, ((c.path, sha, len(c.data))
+                                    for c, sha in zip(candidates, shas, strict=True)), all_rules)
     reused = store.has(vid)
     if reused:
         manifest = store.load(vid)
     else:
-        entries = [
-            Entry(c.item_id, c.path, store.put(c.data), len(c.data), c.label, c.status, c.reason,
-                  notes=c.notes)
-            for c in candidates
-        ]
+        entries = [Entry(c.item_id, c.path, sha, len(c.data), c.label, c.status, c.reason,
+                         notes=c.notes) for c, sha in zip(candidates, shas, strict=True)]
         _check_unique_ids(entries)
         if split is not None:
             stratified_split(entries, split)
-        manifest = Manifest(vid, usecase, str(folder), all_rules, entries)
-        if manifest.counts()["valid"] == 0:
+        manifest = Manifest(vid, usecase.name, str(folder), all_rules, entries)
+        if manifest.files()["valid"] == 0:
             raise CDLError(f"no valid files in {folder}: all "
-                           f"{manifest.counts()['quarantined']} were quarantined",
+                           f"{manifest.files()['quarantined']} were quarantined",
                            "check --data points at the raw dataset (one folder per class)")
-    path = store.save(manifest) if not reused else store.manifest_path(vid)
-    _record(db, manifest, path)
-    return DatasetVersion(manifest, path, reused)
+    items = usecase.items(manifest, store)
+    counts = Counts.of(len(manifest.quarantined), (i.split for i in items))
+    manifest.counts = counts
+    # Committed again when reused: the row of a version an interrupted run left without one
+    # (or with counts from before they meant items) is brought in line with the manifest.
+    path = store.commit(manifest)
+    return DatasetVersion(manifest, path, reused, items, counts)
 
 
 def _check_unique_ids(entries: list[Entry]) -> None:
@@ -141,18 +141,18 @@ def _check_unique_ids(entries: list[Entry]) -> None:
         seen.add(entry.item_id)
 
 
-def _record(db: Database, manifest: Manifest, path: Path) -> None:
-    with db.connect() as conn:
-        conn.execute(
-            "INSERT INTO dataset_versions (id, usecase, source, counts, manifest_path)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            (manifest.version, manifest.usecase, manifest.source, Jsonb(manifest.counts()),
-             str(path)),
-        )
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO quarantine (dataset_version, path, sha256, reason)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(manifest.version, e.path, e.sha256, e.reason)
-                 for e in manifest.entries if e.status == "quarantined"],
-            )
+def ingest(ctx: Context, case: Case) -> DatasetVersion:
+    """Collect, validate, quarantine and version the raw data of a use case."""
+    usecase, options = case.usecase, case.options.data
+    check_source(options.folder)
+    with ctx.stage(case, "ingest", f"{usecase.name}: ingesting {options.folder}"):
+        candidates, rules = usecase.scan(options)
+        split = SplitRules(seed=case.options.seed) if usecase.needs_split() else None
+        dataset = version(ctx.stores.mldata, usecase, options.folder, candidates, rules, split)
+    counts = dataset.counts
+    ctx.display.note(
+        f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): "
+        f"{counts.ingested} ingested = {counts.valid} valid + {counts.quarantined} quarantined")
+    for entry in dataset.manifest.quarantined:
+        ctx.display.note(f"quarantined {entry.path}: {entry.reason}")
+    return dataset

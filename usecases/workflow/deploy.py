@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,13 +24,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from usecases.errors import CDLError
-from usecases.stores.registry import ModelVersion, verify_artifacts
+from usecases.state import State, atomic_write, staged_dir
+from usecases.stores.registry import ModelRegistry, ModelVersion, verify_artifacts
+from usecases.stores.scoring import ScoringStore
+from usecases.workflow.context import Case, Context
+from usecases.workflow.data import DatasetVersion
+from usecases.workflow.report import Compression, FolderFigures, SmokeResult
 
 SERVING_PACKAGE = "cdl_serving"
 SERVING_SOURCE = Path(__file__).resolve().parent.parent / "serving"
@@ -43,27 +50,24 @@ def model_folder(repository: Path, name: str) -> Path:
 def write_folder(folder: Path, name: str, version: int, runtime: str, artifacts: Path,
                  max_request_bytes: int, max_batch_size: int = 0,
                  max_batch_time: float = 0.0) -> Path:
-    """Build the MLServer model folder next to ``folder`` and swap it in atomically."""
-    staging = folder.with_name(folder.name + ".staging")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    shutil.copytree(SERVING_SOURCE, staging / SERVING_PACKAGE,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(artifacts, staging / "artifacts",
-                    ignore=shutil.ignore_patterns("checkpoint", "digests.json"))
-    settings: dict[str, Any] = {
-        "name": name,
-        "implementation": f"{SERVING_PACKAGE}.{runtime}",
-        "parameters": {"uri": "./artifacts", "version": str(version),
-                       "extra": {"max_request_bytes": max_request_bytes}},
-    }
-    if max_batch_size > 1:
-        settings.update(max_batch_size=max_batch_size, max_batch_time=max_batch_time)
-    (staging / "model-settings.json").write_text(json.dumps(settings, indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    staging.rename(folder)
+    """Build the MLServer model folder beside ``folder`` (under a hidden name, which neither
+    MLServer nor ``cdl serve`` loads) and swap it in for ``folder`` in one step: a server
+    reading ``folder`` sees the old folder or the new one, never none."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with staged_dir(folder) as staging:
+        shutil.copytree(SERVING_SOURCE, staging / SERVING_PACKAGE,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(artifacts, staging / "artifacts",
+                        ignore=shutil.ignore_patterns("checkpoint", "digests.json"))
+        settings: dict[str, Any] = {
+            "name": name,
+            "implementation": f"{SERVING_PACKAGE}.{runtime}",
+            "parameters": {"uri": "./artifacts", "version": str(version),
+                           "extra": {"max_request_bytes": max_request_bytes}},
+        }
+        if max_batch_size > 1:
+            settings.update(max_batch_size=max_batch_size, max_batch_time=max_batch_time)
+        (staging / "model-settings.json").write_text(json.dumps(settings, indent=1))
     return folder
 
 
@@ -75,13 +79,15 @@ def approved(entry: ModelVersion) -> None:
     verify_artifacts(entry.artifact_path)
 
 
-def check_current(folder: Path, db: Any, models_root: Path) -> None:
+def check_current(folder: Path, registry: ModelRegistry) -> None:
     """Refuse to serve a folder whose version is no longer approved in the registry."""
-    from usecases.stores.registry import ModelRegistry
-
-    settings = json.loads((folder / "model-settings.json").read_text())
-    version = int(settings["parameters"]["version"])
-    entry = ModelRegistry(db, models_root).get(settings["name"], version)
+    try:
+        settings = json.loads((folder / "model-settings.json").read_text())
+        version = int(settings["parameters"]["version"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CDLError(f"{folder} is not a complete model folder ({type(exc).__name__})",
+                       "run `cdl demo` to package the approved models again") from None
+    entry = registry.get(settings["name"], version)
     if not entry.gate_passed:
         raise CDLError(f"{folder} holds {entry.name} v{version}, which is not approved",
                        "run `cdl demo` to package an approved version")
@@ -119,25 +125,27 @@ class InProcess:
         return statistics.median(times)
 
 
+def figures(folder: Path, payloads: list[dict[str, Any]], batch: dict[str, Any],
+            truth: list[str]) -> FolderFigures:
+    """Size, in-process latency and test accuracy of a model folder."""
+    runtime = InProcess(folder)
+    meta = json.loads((folder / "artifacts" / "model.json").read_text())
+    predicted = runtime.labels(batch)
+    return FolderFigures(
+        weights=meta.get("weights"),
+        bytes=(folder / "artifacts" / meta["weights"]).stat().st_size,
+        latency_ms=round(runtime.latency_ms(payloads), 3),
+        test_accuracy=float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])))
+
+
 def compare(original: Path, compressed: Path, payloads: list[dict[str, Any]],
-            batch: dict[str, Any], truth: list[str]) -> dict[str, Any]:
-    """Size, in-process latency and test accuracy of two model folders."""
-    report: dict[str, Any] = {}
-    for key, folder in (("original", original), ("compressed", compressed)):
-        runtime = InProcess(folder)
-        meta = json.loads((folder / "artifacts" / "model.json").read_text())
-        predicted = runtime.labels(batch)
-        report[key] = {
-            "weights": meta.get("weights"),
-            "bytes": (folder / "artifacts" / meta["weights"]).stat().st_size,
-            "latency_ms": round(runtime.latency_ms(payloads), 3),
-            "test_accuracy": float(np.mean([p == t for p, t in zip(predicted, truth,
-                                                                   strict=True)])),
-        }
-    drop = report["original"]["test_accuracy"] - report["compressed"]["test_accuracy"]
-    report["accuracy_drop"] = round(drop, 4)
-    report["kept"] = drop <= MAX_ACCURACY_DROP
-    return report
+            batch: dict[str, Any], truth: list[str]) -> Compression:
+    """The two folders' figures; the compressed one is kept if it loses at most
+    ``MAX_ACCURACY_DROP`` of test accuracy."""
+    before = figures(original, payloads, batch, truth)
+    after = figures(compressed, payloads, batch, truth)
+    drop = before.test_accuracy - after.test_accuracy
+    return Compression(before, after, round(drop, 4), drop <= MAX_ACCURACY_DROP)
 
 
 def free_port() -> int:
@@ -161,8 +169,12 @@ def _mlserver() -> str:
 @contextlib.contextmanager
 def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_dsn: str | None,
           workers: int = 0, timeout: float = 180.0) -> Iterator[Server]:
-    """MLServer on 127.0.0.1 over every model folder in ``repository``; stopped on exit."""
-    (repository / "settings.json").write_text(json.dumps({
+    """MLServer on 127.0.0.1 over every model folder in ``repository``; stopped on exit.
+
+    A server left running by a command that was killed (kill -9 leaves its session alive) is
+    stopped first; one whose command still runs (a ``cdl serve``) is left alone."""
+    _stop_orphan(repository)
+    atomic_write(repository / "settings.json", json.dumps({
         "host": "127.0.0.1",
         "http_port": http_port,
         "grpc_port": grpc_port,
@@ -178,12 +190,37 @@ def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_d
         process = subprocess.Popen([_mlserver(), "start", str(repository)], cwd=repository,
                                    env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
+    owner = repository / _OWNER
+    atomic_write(owner, json.dumps({"pid": process.pid, "owner": os.getpid()}))
     url = f"http://127.0.0.1:{http_port}"
     try:
         _wait_ready(url, process, log, timeout)
         yield Server(url, process, log)
     finally:
         _stop(process)
+        owner.unlink(missing_ok=True)
+
+
+_OWNER = ".mlserver.json"  # the server started here and the process that started it
+
+
+def _running(pid: int, name: str) -> bool:
+    try:
+        return name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _stop_orphan(repository: Path) -> None:
+    try:
+        recorded = json.loads((repository / _OWNER).read_text())
+        pid, owner = int(recorded["pid"]), int(recorded["owner"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if _running(pid, "mlserver") and not Path(f"/proc/{owner}").exists():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    (repository / _OWNER).unlink(missing_ok=True)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -232,22 +269,11 @@ def infer(url: str, model: str, payload: dict[str, Any],
             return error.code, {"error": body.decode(errors="replace")}
 
 
-def scored_since(conninfo: str, model: str, since: Any) -> int:
-    import psycopg
-
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute("SELECT count(*) FROM scoring_data WHERE model = %s AND at >= %s",
-                           (model, since)).fetchone()
-    return int(row[0]) if row else 0
-
-
 def smoke(url: str, model: str, payloads: list[dict[str, Any]], truth: list[str],
-          offline: list[str], conninfo: str | None = None) -> dict[str, Any]:
+          offline: list[str], scoring: ScoringStore | None = None) -> SmokeResult:
     """Each held-out example through the REST API; served must equal offline predictions.
 
-    With ``conninfo``, also waits (up to 10 s) for the scoring rows of these requests."""
-    from datetime import UTC, datetime
-
+    With ``scoring``, also waits (up to 10 s) for the Scoring Data rows of these requests."""
     since = datetime.now(UTC)
     served: list[str] = []
     for payload in payloads:
@@ -257,16 +283,72 @@ def smoke(url: str, model: str, payloads: list[dict[str, Any]], truth: list[str]
                            f"{body.get('error', body)}", "read the MLServer log in CDL_HOME/logs")
         label_output = next(o for o in body["outputs"] if o["name"] == "label")
         served.extend(label_output["data"])
-    result: dict[str, Any] = {
-        "requests": len(payloads),
-        "correct": sum(s == t for s, t in zip(served, truth, strict=True)),
-        "matches_offline": served == offline,
-    }
-    if conninfo is not None:
+    result = SmokeResult(requests=len(payloads),
+                         correct=sum(s == t for s, t in zip(served, truth, strict=True)),
+                         matches_offline=served == offline)
+    if scoring is not None:
         deadline = time.monotonic() + 10
-        while (scored := scored_since(conninfo, model, since)) < len(payloads):
+        while (scored := scoring.count_since(model, since)) < len(payloads):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        result["scored"] = scored
+        result.scored = scored
     return result
+
+
+@dataclass
+class SmokePlan:
+    """What the smoke sends (single-item requests) and expects (true and offline labels)."""
+
+    payloads: list[dict[str, Any]]
+    truth: list[str]
+    offline: list[str]
+
+
+def package(ctx: Context, case: Case, dataset: DatasetVersion,
+            version: ModelVersion) -> tuple[Compression, SmokePlan]:
+    """Package an approved version for MLServer (compressed when that costs at most a point of
+    accuracy) into the served model repository; and the smoke's plan."""
+    usecase, options = case.usecase, case.options
+    entry = ctx.stores.models.get(usecase.model_name, version.version)
+    approved(entry)
+    store = ctx.stores.mldata
+    test = dataset.split("test")
+    truth = [i.label for i in test]
+    sample = random.Random(options.seed).sample(range(len(test)), min(options.smoke, len(test)))
+    singles = [usecase.payload([test[i]], store) for i in sample]
+    build = ctx.state.dir("serving", "build", f"{usecase.model_name}-v{entry.version}")
+    with ctx.stage(case, "package", f"{usecase.name}: packaging + compression for MLServer"):
+        def folder(target: Path, artifacts: Path) -> Path:
+            return write_folder(target, usecase.model_name, entry.version, usecase.runtime,
+                                artifacts, options.max_request_bytes)
+
+        original = folder(build / "original", entry.artifact_path)
+        compressed_artifacts = build / "compressed-artifacts"
+        if compressed_artifacts.exists():
+            shutil.rmtree(compressed_artifacts)
+        usecase.compress(entry.artifact_path, compressed_artifacts)
+        compressed = folder(build / "compressed", compressed_artifacts)
+        comparison = compare(original, compressed, singles[:50], usecase.payload(test, store),
+                             truth)
+        chosen = compressed if comparison.kept else original
+        served = folder(model_folder(served_models(ctx.state), usecase.model_name),
+                        chosen / "artifacts")
+        offline = InProcess(served).labels(usecase.payload([test[i] for i in sample], store))
+    before, after = comparison.original, comparison.compressed
+    ctx.display.note(f"{usecase.name}: compressed {after.weights} "
+                     f"{'kept' if comparison.kept else 'dropped'} (accuracy "
+                     f"{before.test_accuracy:.4f} → {after.test_accuracy:.4f}, "
+                     f"{before.bytes} → {after.bytes} bytes)")
+    return comparison, SmokePlan(singles, [truth[i] for i in sample], offline)
+
+
+def served_models(state: State) -> Path:
+    """The model repository MLServer serves (``cdl serve``, the demo's smoke)."""
+    return state.dir("serving", "models")
+
+
+def packaged_folders(repository: Path) -> list[Path]:
+    """The complete model folders in a repository (a hidden one is a write in progress)."""
+    return sorted(p.parent for p in repository.glob("*/model-settings.json")
+                  if not p.parent.name.startswith("."))

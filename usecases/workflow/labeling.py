@@ -13,25 +13,22 @@ format is written here and stored the same way.
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
-from usecases.stores.database import Database
-from usecases.stores.labelstudio import LabelStudioClient
-from usecases.stores.mldata import MLDataStore
+from usecases.stores.labels import DATASET_LABELER, SPLITS, Export, ExportSummary, Labels, Row
+from usecases.workflow.context import Case, Context
 from usecases.workflow.data import DatasetVersion
 from usecases.workflow.usecase import Item
 
-DATASET_LABELER = "cdl-dataset-labels"  # who a pre-annotation's label comes from
+if TYPE_CHECKING:
+    from usecases.stores.labelstudio import LabelStudioClient
+
 PREDICTION_VERSION = "dataset-labels"
-SPLITS = ("train", "test")
 TaskData = Callable[[Item], dict[str, Any]]
 # Label Studio's object tag for what a use case labels (its ``label_to_name``)
 OBJECT_TAGS = {"text": "Text", "image": "Image"}
@@ -55,7 +52,7 @@ def task(item: Item, task_data: TaskData, to_name: str) -> dict[str, Any]:
     item's content hash) tells a changed file from the task made for its earlier content."""
     return {
         "data": {**task_data(item), "item_id": item.item_id, "path": item.path,
-                 "content": item.group},
+                 "content": item.content},
         "predictions": [{"model_version": PREDICTION_VERSION,
                          "result": label_result(item.label, to_name)}],
     }
@@ -88,9 +85,6 @@ def by_a_person(annotation: dict[str, Any]) -> bool:
     return not annotation.get("parent_prediction") or bool(annotation.get("updated_by"))
 
 
-Row = tuple[str, str, str, str, str]  # item_id, path, label, labeler, labeled at
-
-
 def rows_from_export(tasks: list[dict[str, Any]],
                      people: dict[int, str] | None = None) -> list[Row]:
     """One row per labeled task: a person's latest label wins over the pre-annotation; skipped
@@ -110,101 +104,32 @@ def rows_from_export(tasks: list[dict[str, Any]],
             labeler = (people or {}).get(who, str(who)) if isinstance(who, int) else str(who)
         else:
             labeler = DATASET_LABELER
-        rows.append((exported["data"]["item_id"], exported["data"]["path"], choices[0], labeler,
-                     latest.get("updated_at") or latest["created_at"]))
+        rows.append(Row(exported["data"]["item_id"], exported["data"]["path"], choices[0],
+                        labeler, latest.get("updated_at") or latest["created_at"]))
     return rows
 
 
-def stored_count(db: Database, dataset: DatasetVersion, split: str) -> int:
-    with db.connect() as conn:
-        row = conn.execute(f"SELECT count(*) FROM {split}_labels WHERE dataset_version = %s",
-                           (dataset.id,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def replace_labels(db: Database, dataset: DatasetVersion, split: str, rows: list[Row],
-                   export: dict[str, Any] | None = None) -> None:
-    """The split's labels for this version become ``rows``, and the export that made them is
-    recorded, in one transaction: a failed write leaves what was stored before untouched."""
-    with db.connect() as conn:
-        conn.execute(f"DELETE FROM {split}_labels WHERE dataset_version = %s", (dataset.id,))
-        with conn.cursor().copy(
-                f"COPY {split}_labels (usecase, dataset_version, item_id, file_path, label,"
-                " creator, created_at) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row((dataset.manifest.usecase, dataset.id, *row))
-        if export is not None:
-            conn.execute(
-                "INSERT INTO label_exports (dataset_version, split, tool, url, project, tasks,"
-                " annotations, exported, by_people) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (dataset.id, split, export["tool"], export["url"], export["project"],
-                 export["tasks"], export["annotations"], len(rows),
-                 sum(row[3] != DATASET_LABELER for row in rows)))
-
-
-def last_export(db: Database, dataset: DatasetVersion, tool: str) -> dict[str, Any] | None:
-    """The newest export through ``tool`` for both splits of the version, summed; None unless
-    both splits have one."""
-    with db.connect() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT ON (split) split, url, project, tasks, annotations, exported,"
-            " by_people FROM label_exports WHERE dataset_version = %s AND tool = %s"
-            " ORDER BY split, exported_at DESC, id DESC", (dataset.id, tool)).fetchall()
-    if len(rows) != len(SPLITS):
-        return None
-    return {"tool": tool, "url": rows[0][1], "projects": {r[0]: r[2] for r in rows},
-            "tasks": sum(r[3] for r in rows), "imported": 0,
-            "annotations": sum(r[4] for r in rows), "exported": sum(r[5] for r in rows),
-            "by_people": sum(r[6] for r in rows), "reused": True}
-
-
-def export_path(store: MLDataStore, dataset: DatasetVersion, split: str) -> Path:
-    """Where a split's export is kept, beside the version's manifest."""
-    return store.version_dir(dataset.id) / f"labels-{split}.json.gz"
-
-
-def read_export(path: Path) -> list[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as kept:
-        tasks: list[dict[str, Any]] = json.load(kept)
-    return tasks
-
-
-def _keep_export(path: Path, tasks: list[dict[str, Any]]) -> None:
-    """Keep an export without inline data URLs (the item's path and content hash name what was
-    labeled; the image itself is in ML Data), compressed: Label Studio's export of the 60k
-    Fashion-MNIST training images is 69 MB of JSON even so, 4.8 MB gzipped."""
-    kept = [{**t, "data": {k: v for k, v in t["data"].items()
-                           if not (isinstance(v, str) and v.startswith("data:"))}}
-            for t in tasks]
-    with gzip.open(path, "wt", encoding="utf-8") as out:
-        json.dump(kept, out)
-
-
-def store_labels(db: Database, store: MLDataStore, dataset: DatasetVersion, items: list[Item],
-                 task_data: TaskData, to_name: str = "text") -> dict[str, Any]:
+def store_labels(labels: Labels, dataset: DatasetVersion, target: Target) -> ExportSummary:
     """Direct path: write the export per split and its rows to the label tables; idempotent
     per version."""
     created_at = datetime.now(UTC).isoformat()
-    exported = annotations = 0
+    summary = ExportSummary(tool="direct", url=None, tasks=len(dataset.items))
     for split in SPLITS:
-        kept = export_path(store, dataset, split)
-        present = stored_count(db, dataset, split)
-        if present and kept.exists():
-            exported += present  # this version's labels are stored already
-            annotations += present
+        kept = labels.kept(dataset.id, split)
+        present = labels.count(dataset.id, split)
+        if present and kept is not None:
+            summary.exported += present  # this version's labels are stored already
+            summary.annotations += present
             continue
-        if kept.exists():
-            tasks = read_export(kept)
-        else:
-            tasks = export_tasks([i for i in items if i.split == split], task_data, created_at,
-                                 to_name)
-            _keep_export(kept, tasks)
-        rows = rows_from_export(tasks)
-        replace_labels(db, dataset, split, rows)
-        exported += len(rows)
-        annotations += sum(len(t["annotations"]) for t in tasks)
-    return {"tool": "direct", "url": None, "tasks": len(items), "annotations": annotations,
-            "exported": exported}
+        if kept is None:
+            kept = export_tasks(dataset.split(split), target.task_data, created_at,
+                                target.to_name)
+            labels.keep(dataset.id, split, kept)
+        rows = rows_from_export(kept)
+        labels.replace(dataset.id, dataset.manifest.usecase, split, rows)
+        summary.exported += len(rows)
+        summary.annotations += sum(len(t["annotations"]) for t in kept)
+    return summary
 
 
 @dataclass
@@ -217,17 +142,15 @@ class Target:
     task_data: TaskData
 
 
-def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
-                      items: list[Item], target: Target, client: LabelStudioClient,
-                      splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+def label_with_studio(labels: Labels, dataset: DatasetVersion, target: Target,
+                      client: LabelStudioClient,
+                      splits: tuple[str, ...] = SPLITS) -> ExportSummary:
     """Through Label Studio: per split, a project (reused), the version's missing tasks
     imported with pre-annotations, pre-annotations converted where nobody has labeled, the
     annotations exported and stored. Re-running imports nothing twice; a person's label wins."""
     config = label_config(target.classes, target.to_name)
     people = client.users()
-    summary: dict[str, Any] = {"tool": "label-studio", "url": client.studio.url, "projects": {},
-                               "tasks": 0, "imported": 0, "annotations": 0, "exported": 0,
-                               "by_people": 0, "reused": False}
+    summary = ExportSummary(tool="label-studio", url=client.studio.url)
     timings = dict.fromkeys(("import", "convert", "export", "store"), 0.0)
     clock = time.perf_counter()
 
@@ -238,12 +161,12 @@ def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
         clock = now
 
     for split in splits:
-        wanted = {(i.item_id, i.group): i for i in items if i.split == split}
+        wanted = {(i.item_id, i.content): i for i in dataset.split(split)}
         project = client.project(f"CDL {target.usecase} {split}", config)
         present = client.items(project)
         missing = [task(i, target.task_data, target.to_name) for key, i in wanted.items()
                    if key not in present]
-        summary["imported"] += client.import_tasks(project, missing)
+        summary.imported += client.import_tasks(project, missing)
         lap("import")
         client.convert_predictions(project)
         lap("convert")
@@ -253,42 +176,38 @@ def label_with_studio(db: Database, store: MLDataStore, dataset: DatasetVersion,
         rows = rows_from_export(tasks, people)
         annotations = sum(len([a for a in t.get("annotations", [])
                                if not a.get("was_cancelled")]) for t in tasks)
-        _keep_export(export_path(store, dataset, split), tasks)
-        replace_labels(db, dataset, split, rows, {
-            "tool": "label-studio", "url": client.studio.url, "project": project,
-            "tasks": len(tasks), "annotations": annotations})
+        labels.keep(dataset.id, split, tasks)
+        labels.replace(dataset.id, dataset.manifest.usecase, split, rows,
+                       Export("label-studio", len(tasks), annotations, client.studio.url,
+                              project))
         lap("store")
-        summary["projects"][split] = project
-        summary["tasks"] += len(tasks)
-        summary["annotations"] += annotations
-        summary["exported"] += len(rows)
-        summary["by_people"] += sum(row[3] != DATASET_LABELER for row in rows)
-    summary["timings"] = {step: round(seconds, 2) for step, seconds in timings.items()}
+        summary.projects[split] = project
+        summary.tasks += len(tasks)
+        summary.annotations += annotations
+        summary.exported += len(rows)
+        summary.by_people += sum(row.by_a_person for row in rows)
+    summary.timings = {step: round(seconds, 2) for step, seconds in timings.items()}
     return summary
 
 
-def label(db: Database, store: MLDataStore, dataset: DatasetVersion, items: list[Item],
-          target: Target, studio: Callable[[], LabelStudioClient] | None,
-          refresh: bool = False) -> dict[str, Any]:
-    """The Labeling step. With ``studio`` (opened only when needed): through Label Studio,
-    reusing this version's last export unless ``refresh`` asks for a new one (after people
-    edited labels); without: the direct path."""
-    if studio is None:
-        return store_labels(db, store, dataset, items, target.task_data, target.to_name)
-    if not refresh:
-        previous = last_export(db, dataset, "label-studio")
-        if previous is not None:
-            return previous
-    return label_with_studio(db, store, dataset, items, target, studio())
-
-
-def load_labels(db: Database, dataset_version: str, split: str) -> dict[str, str]:
-    """item_id -> label for a split of a dataset version, as the model pipeline reads them."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}")
-    with db.connect() as conn:
-        rows = conn.execute(
-            f"SELECT item_id, label FROM {split}_labels WHERE dataset_version = %s ORDER BY id",
-            (dataset_version,),
-        ).fetchall()
-    return {item_id: label for item_id, label in rows}
+def label(ctx: Context, case: Case, dataset: DatasetVersion,
+          refresh: bool = False) -> ExportSummary:
+    """The Labeling step. Through Label Studio when the run has one (opened only when
+    needed), reusing this version's last export unless ``refresh`` asks for a new one (after
+    people edited labels); otherwise the direct path."""
+    usecase = case.usecase
+    store = ctx.stores.mldata
+    target = Target(usecase.name, usecase.classes, usecase.label_to_name,
+                    lambda item: usecase.task_data(item, store))
+    tool = "Label Studio" if ctx.studio else "Label Studio JSON, direct"
+    with ctx.stage(case, "label", f"{usecase.name}: labels ({tool} → PostgreSQL)"):
+        if ctx.studio is None:
+            return store_labels(ctx.stores.labels, dataset, target)
+        previous = None if refresh else ctx.stores.labels.last_export(dataset.id,
+                                                                     "label-studio")
+        summary = previous or label_with_studio(ctx.stores.labels, dataset, target,
+                                                ctx.studio())
+    ctx.display.note(f"{usecase.name}: {summary.exported} labels exported from "
+                     f"{summary.url} ({summary.by_people} set by people"
+                     f"{', last export reused' if summary.reused else ''})")
+    return summary

@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 
 from usecases.errors import CDLError
-from usecases.workflow.usecase import History, OnValidation
+from usecases.stores.experiments import Trial
+from usecases.stores.registry import ModelRegistry, ModelVersion, code_version, verify_artifacts
+from usecases.workflow.context import Case, Context
+from usecases.workflow.data import Prepared
+from usecases.workflow.display import Progress
+from usecases.workflow.usecase import History, OnValidation, UseCase
 
-Progress = Callable[[int, int, dict[str, float]], None]
 # (config, hparams, epochs, on_validation) -> (validation history, final checkpoint or None)
 TrainFn = Callable[[dict[str, Any], dict[str, Any], int, OnValidation | None],
                    tuple[History, Path | None]]
@@ -32,9 +37,16 @@ class TrialOutcome:
     number: int
     hparams: dict[str, Any]
     state: str  # "completed" | "pruned"
-    epochs: int
-    val_metrics: dict[str, float]
+    history: History  # validation metrics after each epoch
     checkpoint: Path | None = None
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def val_metrics(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
 
 
 @dataclass
@@ -46,12 +58,18 @@ class SearchResult:
     def metric(self) -> str:
         return str(self.config["searcher"]["metric"])
 
-    def best(self) -> TrialOutcome:
-        done = [t for t in self.trials if t.state == "completed" and t.checkpoint is not None]
+    def best(self) -> tuple[TrialOutcome, Path]:
+        """The best completed trial and its checkpoint."""
+        done = [(t, t.checkpoint) for t in self.trials
+                if t.state == "completed" and t.checkpoint is not None]
         if not done:
             raise CDLError("no trial completed training", "raise --trials or check the logs")
         sign = -1 if self.config["searcher"].get("smaller_is_better", False) else 1
-        return max(done, key=lambda t: sign * t.val_metrics[self.metric])
+        return max(done, key=lambda pair: sign * pair[0].val_metrics[self.metric])
+
+    def trial_records(self) -> list[Trial]:
+        return [Trial(t.number, t.hparams, t.state, t.history,
+                      str(t.checkpoint) if t.checkpoint else None) for t in self.trials]
 
 
 def discard_checkpoints(result: SearchResult, keep: TrialOutcome) -> None:
@@ -63,7 +81,11 @@ def discard_checkpoints(result: SearchResult, keep: TrialOutcome) -> None:
 
 
 def load_experiment(path: Path) -> dict[str, Any]:
-    config = yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CDLError(f"cannot read the experiment config {path} ({type(exc).__name__})",
+                       "restore it from the repository") from None
     if not isinstance(config, dict) or "hyperparameters" not in config:
         raise CDLError(f"{path} is not a Determined experiment config",
                        "restore it from the repository")
@@ -137,8 +159,7 @@ def search(
 
         history, checkpoint = train(config, hparams, max_epochs, on_validation)
         state = "completed" if checkpoint is not None else "pruned"
-        result.trials.append(TrialOutcome(trial.number, hparams, state, len(history),
-                                          history[-1] if history else {}, checkpoint))
+        result.trials.append(TrialOutcome(trial.number, hparams, state, history, checkpoint))
         if checkpoint is None:
             raise optuna.TrialPruned()
         return history[-1][metric]
@@ -163,6 +184,64 @@ def single(
 
     history, checkpoint = train(config, hparams, epochs, on_validation)
     result = SearchResult(config)
-    result.trials.append(TrialOutcome(0, hparams, "completed", len(history),
-                                      history[-1] if history else {}, checkpoint))
+    result.trials.append(TrialOutcome(0, hparams, "completed", history, checkpoint))
     return result
+
+
+@dataclass
+class Trained:
+    """The model pipeline's result: the evaluated version, the search behind it."""
+
+    version: ModelVersion
+    best: TrialOutcome
+    search: SearchResult
+    test_accuracy: float
+
+
+def evaluate(usecase: UseCase, registry: ModelRegistry, version: int | None, features: Path,
+             threshold: float) -> tuple[ModelVersion, float]:
+    """Test accuracy of a registered version, recorded on it with the gate's verdict."""
+    entry = registry.get(usecase.model_name, version)
+    verify_artifacts(entry.artifact_path)
+    with np.load(features / "test.npz") as arrays:
+        inputs, labels = arrays["inputs"], arrays["labels"]
+    predicted = usecase.predict(entry.artifact_path, inputs)
+    accuracy = float((predicted == labels).mean())
+    return registry.record_evaluation(entry.name, entry.version, accuracy, threshold), accuracy
+
+
+def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Trained:
+    """Search (ASHA) or train once, register the best checkpoint, evaluate it, apply the gate."""
+    usecase, options, stores = case.usecase, case.options, ctx.stores
+
+    def train(config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+              on_validation: OnValidation | None) -> tuple[History, Path | None]:
+        return usecase.train(config, hparams, epochs, ctx.state.checkpoints, on_validation)
+
+    name = usecase.name
+    searching = options.trials > 1
+    config = load_experiment(usecase.model_dir / ("adaptive.yaml" if searching
+                                                  else "const.yaml"))
+    config["data"] = {**config.get("data", {}), "features": str(prepared.features)}
+    if searching:
+        epochs = int(config["searcher"]["max_time"])
+        with ctx.stage(case, "search", f"{name}: ASHA search over {options.trials} trials"):
+            result = search(train, config, options.trials, options.seed,
+                            ctx.display.trials(options.trials, epochs))
+    else:
+        epochs = training_epochs(config, config["hyperparameters"])
+        with ctx.stage(case, "train", f"{name}: training (single run)"):
+            result = single(train, config, ctx.display.trials(1, epochs))
+    best, checkpoint = result.best()
+    with ctx.stage(case, "register", f"{name}: registering the best checkpoint"):
+        discard_checkpoints(result, keep=best)
+        experiment = stores.experiments.record(name, prepared.dataset.id, result.config,
+                                               result.trial_records())
+        registered = stores.models.register(
+            usecase.model_name, name, prepared.dataset.id, experiment, best.hparams,
+            best.val_metrics, code_version(usecase.model_dir),
+            lambda folder: usecase.export(checkpoint, best.hparams, prepared.features, folder))
+    with ctx.stage(case, "evaluate", f"{name}: evaluating on the held-out test set"):
+        evaluated, accuracy = evaluate(usecase, stores.models, registered.version,
+                                       prepared.features, options.gate)
+    return Trained(evaluated, best, result, accuracy)

@@ -6,18 +6,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from usecases.stores.database import Database
+from usecases.stores.scoring import ScoringStore
 
 DRIFT_PSI = 0.2  # population stability index above which the class mix counts as drifted
 MIN_REQUESTS_FOR_DRIFT = 30
+SHARE_FLOOR = 1e-4  # stands in for a class absent on one side, whose log ratio is infinite
 
 
 def psi(expected: dict[str, float], observed: dict[str, float]) -> float:
     """Population stability index between two class distributions (shares summing to 1)."""
     total = 0.0
     for label in set(expected) | set(observed):
-        e = max(expected.get(label, 0.0), 1e-4)
-        o = max(observed.get(label, 0.0), 1e-4)
+        e = max(expected.get(label, 0.0), SHARE_FLOOR)
+        o = max(observed.get(label, 0.0), SHARE_FLOOR)
         total += (o - e) * math.log(o / e)
     return total
 
@@ -27,44 +28,39 @@ def shares(counts: dict[str, int]) -> dict[str, float]:
     return {k: v / n for k, v in counts.items()} if n else {}
 
 
-def summarize(db: Database, model: str | None = None) -> list[dict[str, Any]]:
+def verdict(value: float, requests: int) -> tuple[bool | None, str]:
+    """Whether a PSI means drift, with the reason; no verdict on too few requests."""
+    if requests < MIN_REQUESTS_FOR_DRIFT:
+        return None, f"fewer than {MIN_REQUESTS_FOR_DRIFT} requests: no verdict"
+    return value > DRIFT_PSI, f"PSI > {DRIFT_PSI} means drift"
+
+
+def drift(trained: dict[str, int], served: dict[str, int]) -> dict[str, Any]:
+    """The served class mix against the training labels' mix."""
+    if not trained:
+        return {"reference": "training labels", "psi": None, "drifted": None,
+                "note": "no training labels for this version: no reference"}
+    value = psi(shares(trained), shares(served))
+    drifted, note = verdict(value, sum(served.values()))
+    return {"reference": "training labels", "psi": round(value, 4), "drifted": drifted,
+            "note": note}
+
+
+def summarize(store: ScoringStore, model: str | None = None) -> list[dict[str, Any]]:
     """Per served model version: requests, class mix, latency percentiles and drift against
     the training labels of the dataset version it was trained on."""
-    where, params = ("WHERE s.model = %s", (model,)) if model else ("", ())
-    with db.connect() as conn:
-        groups = conn.execute(
-            "SELECT s.model, s.model_version, count(*), min(s.at), max(s.at),"
-            " percentile_cont(0.5) WITHIN GROUP (ORDER BY s.latency_ms),"
-            " percentile_cont(0.95) WITHIN GROUP (ORDER BY s.latency_ms),"
-            " percentile_cont(0.99) WITHIN GROUP (ORDER BY s.latency_ms)"
-            f" FROM scoring_data s {where} GROUP BY 1, 2 ORDER BY 1, 2", params).fetchall()
-        summaries = []
-        for name, version, n, first, last, p50, p95, p99 in groups:
-            served: dict[str, int] = dict(conn.execute(
-                "SELECT prediction, count(*) FROM scoring_data WHERE model = %s"
-                " AND model_version = %s GROUP BY 1", (name, version)).fetchall())
-            trained: dict[str, int] = dict(conn.execute(
-                "SELECT l.label, count(*) FROM train_labels l JOIN model_versions m"
-                " ON m.dataset_version = l.dataset_version"
-                " WHERE m.name = %s AND m.version::text = %s GROUP BY 1",
-                (name, version)).fetchall())
-            drift: dict[str, Any] = {"reference": "training labels", "psi": None,
-                                     "drifted": None}
-            if trained:
-                value = psi(shares(trained), shares(served))
-                drift["psi"] = round(value, 4)
-                drift["drifted"] = (value > DRIFT_PSI if n >= MIN_REQUESTS_FOR_DRIFT else None)
-                drift["note"] = (f"PSI > {DRIFT_PSI} means drift" if n >= MIN_REQUESTS_FOR_DRIFT
-                                 else f"fewer than {MIN_REQUESTS_FOR_DRIFT} requests: no verdict")
-            summaries.append({
-                "model": name,
-                "version": version,
-                "requests": n,
-                "first": first.isoformat(),
-                "last": last.isoformat(),
-                "classes": {k: served[k] for k in sorted(served)},
-                "latency_ms": {"p50": round(p50, 3), "p95": round(p95, 3),
-                               "p99": round(p99, 3)},
-                "drift": drift,
-            })
+    summaries = []
+    for served in store.served_versions(model):
+        classes = store.served_classes(served.model, served.version)
+        summaries.append({
+            "model": served.model,
+            "version": served.version,
+            "requests": served.requests,
+            "first": served.first.isoformat(),
+            "last": served.last.isoformat(),
+            "classes": {k: classes[k] for k in sorted(classes)},
+            "latency_ms": {"p50": round(served.p50_ms, 3), "p95": round(served.p95_ms, 3),
+                           "p99": round(served.p99_ms, 3)},
+            "drift": drift(store.training_classes(served.model, served.version), classes),
+        })
     return summaries

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from usecases.stores.mldata import MLDataStore
-from usecases.workflow.data import Candidate, DatasetVersion
+from usecases.stores.mldata import Manifest, MLData, Status
 
 History = list[dict[str, float]]
 # (epoch, validation metrics) -> True to stop the trial early (ASHA pruning)
 OnValidation = Callable[[int, dict[str, float]], bool]
+
+
+@dataclass
+class Candidate:
+    """A raw file as collected, with the use case's verdict on it."""
+
+    item_id: str
+    path: str
+    data: bytes
+    label: str | None
+    status: Status
+    reason: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,7 +47,8 @@ class Item:
     path: str  # where it lives in the raw data (a file, or file#index)
     label: str
     split: str  # "train" | "test"
-    group: str  # items sharing a group (exact duplicates) stay in one split
+    group: str  # items of one group (exact duplicates) are kept in one split
+    content: str  # hash of the item's content: tells a changed item from its earlier task
     source: str  # how the use case finds its content in the ML Data store
 
 
@@ -57,13 +70,13 @@ class UseCase(Protocol):
     def needs_split(self) -> bool:
         """True when the workflow draws the train/test split; False for an official one."""
 
-    def items(self, dataset: DatasetVersion, store: MLDataStore) -> list[Item]:
+    def items(self, manifest: Manifest, store: MLData) -> list[Item]:
         """The labelled examples of a version, with their train/test split."""
 
-    def task_data(self, item: Item, store: MLDataStore) -> dict[str, Any]:
+    def task_data(self, item: Item, store: MLData) -> dict[str, Any]:
         """The ``data`` of the item's Label Studio task."""
 
-    def featurize(self, items: list[Item], store: MLDataStore,
+    def featurize(self, items: list[Item], store: MLData,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
         """Model inputs for the items (one row each) and what identifies the transformation."""
 
@@ -84,7 +97,7 @@ class UseCase(Protocol):
     def runtime(self) -> str:
         """The MLServer runtime class inside the ``cdl_serving`` package (``module.Class``)."""
 
-    def payload(self, items: list[Item], store: MLDataStore) -> dict[str, Any]:
+    def payload(self, items: list[Item], store: MLData) -> dict[str, Any]:
         """A V2 inference request carrying the items' raw inputs (text, pixels)."""
 
     def compress(self, artifacts: Path, out: Path) -> None:

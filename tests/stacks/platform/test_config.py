@@ -40,8 +40,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, values: dict[str, str],
                              message: str) -> None:
-    with pytest.raises(PlatformConfigError, match=message):
+    with pytest.raises(PlatformConfigError, match=message) as raised:
         load(_stack(monkeypatch, values))
+    # Pulumi prints a RunError as its message alone: one line, no traceback
+    assert isinstance(raised.value, pulumi.RunError)
 
 
 def test_secrets_come_from_secret_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from usecases.bbc.dataset import MiB, TextRules, Vocabulary, clean, scan, tokenize, validate
+from usecases.bbc.dataset import TextRules, Vocabulary, clean, scan, tokenize, validate
+from usecases.defaults import MAX_FILE_BYTES as MiB
 
 ARTICLE = (b"Quarterly profits at US media giant TimeWarner jumped 76% to $1.13bn for the three "
            b"months to December, from $639m year-earlier. ")

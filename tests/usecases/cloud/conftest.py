@@ -1,4 +1,5 @@
-"""An HTTP server on 127.0.0.1 that answers openstacksdk with recorded OpenStack responses.
+"""An HTTP server on 127.0.0.1 that answers openstacksdk with OpenStack responses shaped after
+the OpenStack API reference (api_reference.py); none was recorded from a cloud.
 
 It routes the handful of requests the preflight makes (token, version documents, networks,
 images, flavors and extra specs, limits, quota details) and filters by name the way the real
@@ -20,35 +21,39 @@ import openstack
 import pytest
 from openstack.connection import Connection
 
-from tests.usecases.cloud import recorded
+from tests.usecases.cloud import api_reference
 
 PASSWORD = "contract-test-password"
 Response = tuple[int, dict[str, Any] | None, dict[str, str]]
 
 
 @dataclass
-class RecordedCloud:
+class ReferenceCloud:
     """What the project holds; tests change it to stage a failure."""
 
     base: str = ""
     networks: list[dict[str, Any]] = field(default_factory=lambda: [
-        recorded.network("public", recorded.EXTERNAL_NET_ID, external=True),
-        recorded.network("internal", "0f6c4b1e-2a3d-4c5e-8f9a-b0c1d2e3f4a5", external=False)])
+        api_reference.network("public", api_reference.EXTERNAL_NET_ID, external=True),
+        api_reference.network("internal", "0f6c4b1e-2a3d-4c5e-8f9a-b0c1d2e3f4a5",
+                              external=False)])
     images: list[dict[str, Any]] = field(default_factory=lambda: [
-        recorded.image("Ubuntu 22.04", recorded.IMAGE_ID)])
+        api_reference.image("Ubuntu 22.04", api_reference.IMAGE_ID)])
     flavors: list[dict[str, Any]] = field(default_factory=lambda: [
-        recorded.flavor("g1.t4", recorded.GPU_FLAVOR_ID, 32, 131072, 40),
-        recorded.flavor("m1.small", recorded.SMALL_FLAVOR_ID, 2, 4096, 20),
-        recorded.flavor("m1.xlarge", recorded.PLAIN_LARGE_FLAVOR_ID, 16, 32768, 160)])
+        api_reference.flavor("g1.t4", api_reference.GPU_FLAVOR_ID, 32, 131072, 40),
+        api_reference.flavor("m1.small", api_reference.SMALL_FLAVOR_ID, 2, 4096, 20),
+        api_reference.flavor("m1.xlarge", api_reference.PLAIN_LARGE_FLAVOR_ID, 16, 32768,
+                             160)])
     extra_specs: dict[str, dict[str, str]] = field(default_factory=lambda: {
-        recorded.GPU_FLAVOR_ID: {"pci_passthrough:alias": "t4:1", "hw:cpu_policy": "dedicated"},
-        recorded.SMALL_FLAVOR_ID: {}, recorded.PLAIN_LARGE_FLAVOR_ID: {"hw:mem_page_size": "1GB"}})
-    compute_limits: dict[str, Any] = field(default_factory=lambda: recorded.compute_limits(
+        api_reference.GPU_FLAVOR_ID: {"pci_passthrough:alias": "t4:1",
+                                      "hw:cpu_policy": "dedicated"},
+        api_reference.SMALL_FLAVOR_ID: {},
+        api_reference.PLAIN_LARGE_FLAVOR_ID: {"hw:mem_page_size": "1GB"}})
+    compute_limits: dict[str, Any] = field(default_factory=lambda: api_reference.compute_limits(
         instances=(10, 1), cores=(100, 2), ram=(262144, 4096)))
-    volume_limits: dict[str, Any] = field(default_factory=lambda: recorded.volume_limits(
+    volume_limits: dict[str, Any] = field(default_factory=lambda: api_reference.volume_limits(
         volumes=(10, 1), gigabytes=(1000, 50)))
     network_quota: dict[str, Any] = field(default_factory=lambda:
-                                          recorded.network_quota_details((10, 1, 0)))
+                                          api_reference.network_quota_details((10, 1, 0)))
     requests: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
 
@@ -82,14 +87,17 @@ class RecordedCloud:
         if method == "POST" and path == "/identity/v3/auth/tokens":
             sent = json.loads(body)["auth"]["identity"]["password"]["user"]["password"]
             if sent != PASSWORD:
-                return 401, recorded.UNAUTHORIZED, {}
-            return 201, recorded.token(base), {"X-Subject-Token": "gAAAAABrecordedtoken"}
+                return 401, api_reference.UNAUTHORIZED, {}
+            return 201, api_reference.token(base), {"X-Subject-Token": "gAAAAABreferencetoken"}
         if method != "GET":
             return None
-        versions = {"/identity/v3": recorded.version_identity,
-                    "/compute/v2.1": recorded.version_compute, "/compute": recorded.version_compute,
-                    "/network": recorded.version_network, "/image": recorded.version_image,
-                    "/volume": recorded.version_volume, "/volume/v3": recorded.version_volume}
+        versions = {"/identity/v3": api_reference.version_identity,
+                    "/compute/v2.1": api_reference.version_compute,
+                    "/compute": api_reference.version_compute,
+                    "/network": api_reference.version_network,
+                    "/image": api_reference.version_image,
+                    "/volume": api_reference.version_volume,
+                    "/volume/v3": api_reference.version_volume}
         if path in versions:
             return 200, versions[path](base), {}
         if parts[:3] == ["compute", "v2.1", "flavors"]:
@@ -103,7 +111,7 @@ class RecordedCloud:
             return 200, self.network_quota, {}
         if parts[:3] == ["image", "v2", "images"]:
             return self._named(parts[3:], query, self.images, "image", 404, wrap=False)
-        if path == f"/volume/v3/{recorded.PROJECT_ID}/limits":
+        if path == f"/volume/v3/{api_reference.PROJECT_ID}/limits":
             return 200, self.volume_limits, {}
         return None
 
@@ -136,7 +144,7 @@ class RecordedCloud:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    cloud: RecordedCloud
+    cloud: ReferenceCloud
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -154,12 +162,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: requests are kept in RecordedCloud.requests."""
+        """Quiet: requests are kept in ReferenceCloud.requests."""
 
 
 @pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordedCloud]:
-    state = RecordedCloud()
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReferenceCloud]:
+    state = ReferenceCloud()
     handler = type("Handler", (_Handler,), {"cloud": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}"

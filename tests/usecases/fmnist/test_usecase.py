@@ -9,10 +9,9 @@ import pytest
 from usecases.errors import CDLError
 from usecases.fmnist.idx import FILES
 from usecases.fmnist.usecase import CLASSES, USECASE
-from usecases.stores.database import Database
-from usecases.stores.mldata import MLDataStore
+from usecases.stores.local import Stores
 from usecases.workflow import training
-from usecases.workflow.data import ingest
+from usecases.workflow.data import version
 from usecases.workflow.usecase import DataOptions
 
 from ...rawdata import write_fmnist
@@ -47,12 +46,15 @@ def test_a_truncated_file_stops_the_ingest(tmp_path: Path) -> None:
         USECASE.scan(_options(raw))
 
 
-def test_items_keep_the_official_split_and_labels(tmp_path: Path, db: Database) -> None:
+def test_items_keep_the_official_split_and_labels(tmp_path: Path, stores: Stores) -> None:
     raw = write_fmnist(tmp_path / "raw")
-    store = MLDataStore(tmp_path / "mldata")
+    store = stores.mldata
     candidates, rules = USECASE.scan(_options(raw))
-    dataset = ingest(store, db, "fmnist", raw, candidates, rules, None)
-    items = USECASE.items(dataset, store)
+    dataset = version(store, USECASE, raw, candidates, rules, None)
+    items = dataset.items
+    # counts are items (images), not the four IDX files, in the report and the database alike
+    assert (dataset.counts.valid, dataset.counts.train, dataset.counts.test) == (400, 300, 100)
+    assert stores.mldata.versions()[dataset.id] == dataset.counts
     assert sum(i.split == "train" for i in items) == 300
     assert sum(i.split == "test" for i in items) == 100
     assert {i.label for i in items} <= set(CLASSES)

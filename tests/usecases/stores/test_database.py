@@ -21,12 +21,46 @@ def test_migrations_are_numbered_in_order_and_applied_once(db: Database) -> None
     assert db.migrate() == []  # nothing pending on a second run
 
 
+def test_a_failing_migration_is_a_clear_error_and_changes_nothing(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from usecases.stores import database
+
+    broken = [*migrations(), (9998, "9998_fine.sql", "CREATE TABLE fine (id int)"),
+              (9999, "9999_broken.sql", "CREATE TABLE oops (id nosuchtype)")]
+    monkeypatch.setattr(database, "migrations", lambda: broken)
+    with pytest.raises(CDLError, match=r"migration 9999_broken.sql failed .*nosuchtype"):
+        db.migrate()
+    with db.connect() as conn:  # the whole run rolled back, 9998 included
+        assert conn.execute("SELECT to_regclass('fine')").fetchone() == (None,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (
+            migrations()[-1][0],)
+
+
+def test_two_migrations_with_one_number_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    from usecases.stores import database
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name in ("0001_a.sql", "0001_b.sql"):
+        (folder / name).write_text("SELECT 1")
+
+    class Package:
+        def joinpath(self, _: str) -> Path:
+            return folder
+
+    monkeypatch.setattr(database.resources, "files", lambda _: Package())
+    with pytest.raises(CDLError, match="share a number"):
+        migrations()
+
+
 def test_schema_has_the_persistence_entities(db: Database) -> None:
     with db.connect() as conn:
         tables = {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
     assert {"dataset_versions", "quarantine", "train_labels", "test_labels", "experiments",
-            "trials", "model_versions"} <= tables
+            "trials", "trial_metrics", "model_versions", "scoring_data",
+            "label_exports"} <= tables
 
 
 def test_embedded_server_lives_in_the_state_dir_with_a_generated_password(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from usecases.errors import CDLError
 from usecases.stores.database import Database
-from usecases.stores.registry import ModelRegistry, verify_artifacts
+from usecases.stores.registry import LocalModelRegistry, ModelRegistry, verify_artifacts
 
 
 def _dataset(db: Database) -> str:
@@ -26,7 +26,7 @@ def _register(registry: ModelRegistry, dataset: str) -> object:
 
 
 def test_versions_are_numbered_per_model_with_lineage(tmp_path: Path, db: Database) -> None:
-    registry = ModelRegistry(db, tmp_path)
+    registry = LocalModelRegistry(db, tmp_path)
     dataset = _dataset(db)
     first, second = _register(registry, dataset), _register(registry, dataset)
     assert (first.version, second.version) == (1, 2)  # type: ignore[attr-defined]
@@ -38,7 +38,7 @@ def test_versions_are_numbered_per_model_with_lineage(tmp_path: Path, db: Databa
 
 
 def test_evaluation_and_gate_are_recorded(tmp_path: Path, db: Database) -> None:
-    registry = ModelRegistry(db, tmp_path)
+    registry = LocalModelRegistry(db, tmp_path)
     _register(registry, _dataset(db))
     passed = registry.record_evaluation("bbc-news", 1, 0.96, 0.7)
     assert passed.test_accuracy == 0.96 and passed.gate_passed is True
@@ -46,7 +46,7 @@ def test_evaluation_and_gate_are_recorded(tmp_path: Path, db: Database) -> None:
 
 
 def test_a_modified_artifact_is_detected(tmp_path: Path, db: Database) -> None:
-    registry = ModelRegistry(db, tmp_path)
+    registry = LocalModelRegistry(db, tmp_path)
     entry = _register(registry, _dataset(db))
     verify_artifacts(entry.artifact_path)  # type: ignore[attr-defined]
     (entry.artifact_path / "model.pt").write_bytes(b"bit rot")  # type: ignore[attr-defined]
@@ -56,4 +56,4 @@ def test_a_modified_artifact_is_detected(tmp_path: Path, db: Database) -> None:
 
 def test_unknown_model_is_a_clear_error(tmp_path: Path, db: Database) -> None:
     with pytest.raises(CDLError, match="no model 'nope'"):
-        ModelRegistry(db, tmp_path).get("nope")
+        LocalModelRegistry(db, tmp_path).get("nope")

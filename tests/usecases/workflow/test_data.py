@@ -4,9 +4,10 @@ from collections import Counter
 from pathlib import Path
 
 from usecases.bbc.dataset import TextRules, scan
-from usecases.stores.database import Database
-from usecases.stores.mldata import Entry, MLDataStore, sha256_bytes
-from usecases.workflow.data import SplitRules, ingest, stratified_split
+from usecases.bbc.usecase import USECASE
+from usecases.stores.local import Stores
+from usecases.stores.mldata import Entry, sha256_bytes
+from usecases.workflow.data import DatasetVersion, SplitRules, stratified_split, version
 
 from ...rawdata import add_bad_files, write_bbc
 
@@ -44,32 +45,34 @@ def test_quarantined_files_never_enter_a_split() -> None:
     assert entries[0].split is None
 
 
-def _ingest(tmp_path: Path, db: Database, raw: Path) -> object:
-    store = MLDataStore(tmp_path / "mldata")
+def _ingest(stores: Stores, raw: Path) -> DatasetVersion:
     rules = TextRules()
-    return ingest(store, db, "bbc", raw, scan(raw, rules), rules.as_dict(), SplitRules())
+    return version(stores.mldata, USECASE, raw, scan(raw, rules), rules.as_dict(), SplitRules())
 
 
 def test_ingest_versions_by_content_and_quarantines_with_reasons(tmp_path: Path,
-                                                                 db: Database) -> None:
+                                                                 stores: Stores) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=10)
     expected = add_bad_files(raw)
-    first = _ingest(tmp_path, db, raw)
-    counts = first.manifest.counts()  # type: ignore[attr-defined]
-    assert counts["valid"] == 50 and counts["quarantined"] == len(expected)
-    assert counts["ingested"] == counts["valid"] + counts["quarantined"]
-    assert counts["train"] + counts["test"] == counts["valid"]
-    with db.connect() as conn:
+    first = _ingest(stores, raw)
+    counts = first.counts
+    assert counts.valid == 50 and counts.quarantined == len(expected)
+    assert counts.ingested == counts.valid + counts.quarantined
+    assert counts.train + counts.test == counts.valid
+    # one meaning of counts: the version's row and its manifest say what the report says
+    assert stores.mldata.versions()[first.id] == counts
+    assert stores.mldata.load(first.id).counts == counts
+    with stores.db.connect() as conn:
         stored = dict(conn.execute("SELECT path, reason FROM quarantine").fetchall())
     assert set(stored) == set(expected)
     for path, reason in expected.items():
         assert stored[path].startswith(reason)
 
-    again = _ingest(tmp_path, db, raw)
-    assert again.reused and again.id == first.id  # type: ignore[attr-defined]
+    again = _ingest(stores, raw)
+    assert again.reused and again.id == first.id and again.counts == counts
 
     (raw / "sport" / "001.txt").write_bytes((raw / "sport" / "001.txt").read_bytes() + b" ")
-    changed = _ingest(tmp_path, db, raw)
-    assert not changed.reused and changed.id != first.id  # type: ignore[attr-defined]
-    with db.connect() as conn:
+    changed = _ingest(stores, raw)
+    assert not changed.reused and changed.id != first.id
+    with stores.db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM dataset_versions").fetchone() == (2,)

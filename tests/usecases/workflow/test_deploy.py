@@ -22,33 +22,17 @@ import torch
 from usecases.bbc.dataset import CLASSES
 from usecases.state import State
 from usecases.stores.database import open_database
+from usecases.stores.scoring import PostgresScoringStore
 from usecases.workflow import deploy
 from usecases.workflow.scoring import summarize
 
-from ...rawdata import write_bbc, write_fmnist
-
-
-def cdl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
-    return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
-                          text=True, env={**env, "CDL_HOME": str(home)}, timeout=600,
-                          check=False)
+from ...packaged import package, serving
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both use cases trained on small data, approved, packaged and smoke-tested by `cdl demo`."""
-    root = tmp_path_factory.mktemp("deploy")
-    home = root / "home"
-    reports = {}
-    for name, raw in (("bbc", write_bbc(root / "bbc", per_class=16)),
-                      ("fmnist", write_fmnist(root / "fmnist"))):
-        report = root / f"{name}.json"
-        run = cdl(home, "demo", "--usecase", name, "--data", str(raw), "--trials", "1",
-                  "--smoke", "10", "--report", str(report), "--no-label-studio")
-        assert run.returncode == 0, run.stderr[-3000:]
-        reports[name] = json.loads(report.read_text())["usecases"][name]
-    return {"home": home, "reports": reports, "repository": home / "serving" / "models"}
+    return package(tmp_path_factory.mktemp("deploy"), ("bbc", "fmnist"))
 
 
 @pytest.mark.parametrize("name", ["bbc", "fmnist"])
@@ -96,7 +80,7 @@ def test_a_compressed_model_that_loses_accuracy_is_dropped(packaged: dict[str, A
 
         network = load_network(broken / "artifacts", meta)
         for module in network.modules():
-            if hasattr(module, "set_weight_bias"):
+            if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
                 weight, bias = module._weight_bias()
                 module.set_weight_bias(torch.quantize_per_tensor(
                     torch.zeros_like(weight.dequantize()), 1.0, 0, torch.qint8), bias)
@@ -108,17 +92,14 @@ def test_a_compressed_model_that_loses_accuracy_is_dropped(packaged: dict[str, A
                for t in texts[:4]]
     result = deploy.compare(build / "original", broken, singles, batch,
                             ["business", "sport"] * 10)
-    assert result["original"]["test_accuracy"] == 1.0
-    assert result["accuracy_drop"] > deploy.MAX_ACCURACY_DROP and result["kept"] is False
+    assert result.original.test_accuracy == 1.0
+    assert result.accuracy_drop > deploy.MAX_ACCURACY_DROP and result.kept is False
 
 
 @pytest.fixture(scope="module")
 def server(packaged: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    state = State.from_env(packaged["home"])
-    with open_database(state) as db, deploy.serve(
-            packaged["repository"], state.logs / "mlserver-test.log", deploy.free_port(),
-            deploy.free_port(), db.conninfo) as running:
-        yield running.url, db.conninfo
+    with serving(packaged["home"]) as running:
+        yield running
 
 
 def _text(data: Any) -> dict[str, Any]:
@@ -191,7 +172,7 @@ def test_scoring_summary_has_counts_latency_and_drift(packaged: dict[str, Any],
                                                       server: tuple[str, str]) -> None:
     state = State.from_env(packaged["home"])
     with open_database(state) as db:
-        summary = {s["model"]: s for s in summarize(db)}
+        summary = {s["model"]: s for s in summarize(PostgresScoringStore(db))}
     bbc = summary["bbc-news"]
     assert bbc["requests"] >= 10 and sum(bbc["classes"].values()) == bbc["requests"]
     assert 0 < bbc["latency_ms"]["p50"] <= bbc["latency_ms"]["p99"]

@@ -4,71 +4,65 @@ from pathlib import Path
 
 from usecases.bbc.dataset import TextRules, scan
 from usecases.bbc.usecase import USECASE
-from usecases.stores.database import Database
-from usecases.stores.mldata import MLDataStore
-from usecases.workflow.data import SplitRules, ingest
-from usecases.workflow.labeling import (
-    DATASET_LABELER,
-    export_path,
-    export_tasks,
-    load_labels,
-    read_export,
-    rows_from_export,
-    store_labels,
-)
+from usecases.stores.labels import DATASET_LABELER
+from usecases.stores.local import Stores
+from usecases.workflow.data import DatasetVersion, SplitRules, version
+from usecases.workflow.labeling import Target, export_tasks, rows_from_export, store_labels
 
 from ...rawdata import write_bbc
 
 
-def _dataset(tmp_path: Path, db: Database) -> tuple[MLDataStore, object]:
+def _dataset(tmp_path: Path, stores: Stores) -> DatasetVersion:
     raw = write_bbc(tmp_path / "raw", per_class=10)
-    store = MLDataStore(tmp_path / "mldata")
     rules = TextRules()
-    return store, ingest(store, db, "bbc", raw, scan(raw, rules), rules.as_dict(), SplitRules())
+    return version(stores.mldata, USECASE, raw, scan(raw, rules), rules.as_dict(), SplitRules())
+
+
+def _target(data: dict[str, str], to_name: str = "text") -> Target:
+    return Target("bbc", USECASE.classes, to_name, lambda item: data)
 
 
 def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
-        tmp_path: Path, db: Database) -> None:
-    store, dataset = _dataset(tmp_path, db)
-    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
-    stored = store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
-    assert stored == {"tool": "direct", "url": None, "tasks": 50, "annotations": 50,
-                      "exported": 50}
-    tasks = read_export(export_path(store, dataset, "train"))  # type: ignore[arg-type]
+        tmp_path: Path, stores: Stores) -> None:
+    dataset = _dataset(tmp_path, stores)
+    stored = store_labels(stores.labels, dataset, _target({"text": "t"}))
+    assert (stored.tool, stored.url, stored.tasks, stored.annotations, stored.exported) == (
+        "direct", None, 50, 50, 50)
+    tasks = stores.labels.kept(dataset.id, "train")
+    assert tasks is not None
     task = tasks[0]
     assert set(task) >= {"id", "data", "annotations", "predictions"}
     result = task["annotations"][0]["result"][0]
     assert result["type"] == "choices" and result["from_name"] == "label"
     assert result["to_name"] == "text"
     assert result["value"]["choices"] == [task["data"]["path"].split("/")[0]]
-    with db.connect() as conn:
+    with stores.db.connect() as conn:
         row = conn.execute("SELECT label, file_path, creator, dataset_version, created_at"
                            " FROM train_labels ORDER BY id LIMIT 1").fetchone()
     assert row is not None
-    label, path, creator, version, created_at = row
+    label, path, creator, version_id, created_at = row
     assert path.startswith(label + "/") and creator == DATASET_LABELER
-    assert version == dataset.id and created_at is not None  # type: ignore[attr-defined]
+    assert version_id == dataset.id and created_at is not None
 
 
-def test_the_kept_export_names_images_without_carrying_them(tmp_path: Path, db: Database) -> None:
-    store, dataset = _dataset(tmp_path, db)
-    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
-    store_labels(db, store, dataset, items,  # type: ignore[arg-type]
-                 lambda i: {"image": "data:image/png;base64,iVBORw0KGgo="}, to_name="image")
-    tasks = read_export(export_path(store, dataset, "test"))  # type: ignore[arg-type]
-    assert len(tasks) == 10
+def test_the_kept_export_names_images_without_carrying_them(tmp_path: Path,
+                                                             stores: Stores) -> None:
+    dataset = _dataset(tmp_path, stores)
+    store_labels(stores.labels, dataset,
+                 _target({"image": "data:image/png;base64,iVBORw0KGgo="}, "image"))
+    tasks = stores.labels.kept(dataset.id, "test")
+    assert tasks is not None and len(tasks) == 10
     assert all(set(t["data"]) == {"item_id", "path", "content"} for t in tasks)
     assert tasks[0]["annotations"][0]["result"][0]["to_name"] == "image"
-    assert len(load_labels(db, dataset.id, "test")) == 10  # type: ignore[attr-defined]
+    assert len(stores.labels.load(dataset.id, "test")) == 10
 
 
-def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, db: Database) -> None:
-    store, dataset = _dataset(tmp_path, db)
-    items = USECASE.items(dataset, store)  # type: ignore[arg-type]
+def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, stores: Stores) -> None:
+    dataset = _dataset(tmp_path, stores)
     for _ in range(2):
-        store_labels(db, store, dataset, items, lambda i: {"text": "t"})  # type: ignore[arg-type]
-    assert len(load_labels(db, dataset.id, "train")) == 40  # type: ignore[attr-defined]
-    with db.connect() as conn:
+        store_labels(stores.labels, dataset, _target({"text": "t"}))
+    assert len(stores.labels.load(dataset.id, "train")) == 40
+    with stores.db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM test_labels").fetchone() == (10,)
 
 
@@ -84,7 +78,7 @@ def _annotation(label: str, at: str, converted: bool = False, edited_at: str | N
 def _label(*annotations: dict[str, object]) -> str:
     task = {"data": {"item_id": "a/1", "path": "a/1.txt"}, "annotations": list(annotations)}
     (row,) = rows_from_export([task])
-    return row[2]
+    return row.label
 
 
 def test_a_person_wins_over_the_pre_annotation_even_when_older() -> None:
@@ -108,7 +102,7 @@ def test_latest_human_label_wins_and_skips_never_count() -> None:
 def test_folder_labels_are_marked_as_converted_pre_annotations() -> None:
     from usecases.workflow.usecase import Item
 
-    (task,) = export_tasks([Item("a/1", "a/1.txt", "tech", "train", "g", "s")],
+    (task,) = export_tasks([Item("a/1", "a/1.txt", "tech", "train", "g", "c", "s")],
                            lambda i: {"text": "t"}, "2026-01-01T00:00:00+00:00", "text")
     (annotation,) = task["annotations"]
     assert annotation["parent_prediction"] == task["predictions"][0]["id"]

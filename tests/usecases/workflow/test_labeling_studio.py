@@ -13,39 +13,33 @@ from usecases.bbc.usecase import USECASE as BBC
 from usecases.errors import CDLError
 from usecases.fmnist.usecase import CLASSES as FASHION_CLASSES
 from usecases.fmnist.usecase import USECASE as FMNIST
-from usecases.stores.database import Database
+from usecases.stores.labels import DATASET_LABELER, ExportSummary
 from usecases.stores.labelstudio import ADMIN, LabelStudioClient, Studio
-from usecases.stores.mldata import MLDataStore
-from usecases.workflow.data import DatasetVersion, SplitRules, ingest
-from usecases.workflow.labeling import (
-    DATASET_LABELER,
-    Target,
-    export_path,
-    label,
-    load_labels,
-    read_export,
-)
-from usecases.workflow.usecase import DataOptions, Item, UseCase
+from usecases.workflow import labeling
+from usecases.workflow.context import Case, Context, RunOptions
+from usecases.workflow.data import DatasetVersion, SplitRules, version
+from usecases.workflow.usecase import DataOptions, UseCase
 
 from ...conftest import free_port
 from ...rawdata import write_bbc, write_fmnist
 
 
-def _bbc(tmp_path: Path, db: Database) -> tuple[MLDataStore, DatasetVersion, list[Item]]:
+def _bbc(tmp_path: Path, ctx: Context) -> DatasetVersion:
     raw = write_bbc(tmp_path / "raw", per_class=4)
-    store = MLDataStore(tmp_path / "mldata")
     rules = TextRules()
-    dataset = ingest(store, db, "bbc", raw, scan(raw, rules), rules.as_dict(), SplitRules())
-    return store, dataset, BBC.items(dataset, store)
+    return version(ctx.stores.mldata, BBC, raw, scan(raw, rules), rules.as_dict(), SplitRules())
 
 
-def _target(usecase: UseCase, store: MLDataStore) -> Target:
-    return Target(usecase.name, usecase.classes, usecase.label_to_name,
-                  lambda item: usecase.task_data(item, store))
+def label(ctx: Context, usecase: UseCase, dataset: DatasetVersion, client: LabelStudioClient,
+          refresh: bool = False) -> ExportSummary:
+    """The Labeling step of a run whose Label Studio is ``client``."""
+    ctx.studio = lambda: client
+    case = Case(usecase, RunOptions(DataOptions(Path(dataset.manifest.source), 1, 0)))
+    return labeling.label(ctx, case, dataset, refresh)
 
 
-def _stored(db: Database, dataset: DatasetVersion) -> dict[str, tuple[str, str]]:
-    with db.connect() as conn:
+def _stored(ctx: Context, dataset: DatasetVersion) -> dict[str, tuple[str, str]]:
+    with ctx.stores.db.connect() as conn:
         rows = conn.execute(
             "SELECT item_id, label, creator FROM train_labels WHERE dataset_version = %s"
             " UNION ALL SELECT item_id, label, creator FROM test_labels"
@@ -54,17 +48,18 @@ def _stored(db: Database, dataset: DatasetVersion) -> dict[str, tuple[str, str]]
 
 
 def test_bbc_round_trip_stores_every_valid_item_with_its_version(
-        tmp_path: Path, db: Database, label_studio: Studio) -> None:
-    store, dataset, items = _bbc(tmp_path, db)
+        tmp_path: Path, ctx: Context, label_studio: Studio) -> None:
+    dataset = _bbc(tmp_path, ctx)
+    items = dataset.items
     client = LabelStudioClient(label_studio)
-    summary = label(db, store, dataset, items, _target(BBC, store), lambda: client)
-    assert summary["tool"] == "label-studio" and summary["url"] == label_studio.url
-    assert summary["tasks"] == summary["annotations"] == summary["exported"] == len(items) == 20
-    assert summary["imported"] == 20 and summary["by_people"] == 0
-    stored = _stored(db, dataset)
+    summary = label(ctx, BBC, dataset, client)
+    assert summary.tool == "label-studio" and summary.url == label_studio.url
+    assert summary.tasks == summary.annotations == summary.exported == len(items) == 20
+    assert summary.imported == 20 and summary.by_people == 0
+    stored = _stored(ctx, dataset)
     assert stored == {i.item_id: (i.label, DATASET_LABELER) for i in items}
     sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
-    project = sdk.projects.get(id=summary["projects"]["train"])
+    project = sdk.projects.get(id=summary.projects["train"])
     assert project.title == "CDL bbc train"
     assert all(f'value="{c}"' in (project.label_config or "") for c in BBC.classes)
     (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
@@ -80,40 +75,41 @@ def test_a_project_label_studio_refuses_names_why(label_studio: Studio) -> None:
 
 
 def test_fashion_images_reach_label_studio_as_data_urls(
-        tmp_path: Path, db: Database, label_studio: Studio) -> None:
+        tmp_path: Path, ctx: Context, label_studio: Studio) -> None:
     raw = write_fmnist(tmp_path / "raw", n_train=30, n_test=10)
-    store = MLDataStore(tmp_path / "mldata")
     candidates, rules = FMNIST.scan(DataOptions(folder=raw, max_bytes=1, min_chars=0))
-    dataset = ingest(store, db, "fmnist", raw, candidates, rules, None)
-    items = FMNIST.items(dataset, store)
+    dataset = version(ctx.stores.mldata, FMNIST, raw, candidates, rules, None)
+    items = dataset.items
     client = LabelStudioClient(label_studio)
-    summary = label(db, store, dataset, items, _target(FMNIST, store), lambda: client)
-    assert summary["exported"] == len(items) == 40
-    assert _stored(db, dataset) == {i.item_id: (i.label, DATASET_LABELER) for i in items}
+    summary = label(ctx, FMNIST, dataset, client)
+    assert summary.exported == len(items) == 40
+    assert _stored(ctx, dataset) == {i.item_id: (i.label, DATASET_LABELER) for i in items}
     sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
-    project = sdk.projects.get(id=summary["projects"]["test"])
+    project = sdk.projects.get(id=summary.projects["test"])
     assert all(f'value="{c}"' in (project.label_config or "") for c in FASHION_CLASSES)
     (task, *_) = list(sdk.tasks.list(project=project.id, fields="all"))
     assert task.data["image"].startswith("data:image/png;base64,")
     # the export kept beside the manifest names the images without carrying them
-    kept = read_export(export_path(store, dataset, "test"))
+    kept = ctx.stores.labels.kept(dataset.id, "test")
+    assert kept is not None
     assert {t["data"]["item_id"] for t in kept} == {i.item_id for i in items if i.split == "test"}
     assert all("image" not in t["data"] and t["annotations"] for t in kept)
 
 
-def test_rerunning_imports_nothing_twice(tmp_path: Path, db: Database,
+def test_rerunning_imports_nothing_twice(tmp_path: Path, ctx: Context,
                                          label_studio: Studio) -> None:
-    store, dataset, items = _bbc(tmp_path, db)
+    dataset = _bbc(tmp_path, ctx)
+    items = dataset.items
     client = LabelStudioClient(label_studio)
-    first = label(db, store, dataset, items, _target(BBC, store), lambda: client)
-    again = label(db, store, dataset, items, _target(BBC, store), lambda: client, refresh=True)
-    assert again["imported"] == 0 and again["tasks"] == first["tasks"] == 20
+    first = label(ctx, BBC, dataset, client)
+    again = label(ctx, BBC, dataset, client, refresh=True)
+    assert again.imported == 0 and again.tasks == first.tasks == 20
     sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
-    for split, project in first["projects"].items():
-        assert again["projects"][split] == project
+    for split, project in first.projects.items():
+        assert again.projects[split] == project
         assert sdk.projects.get(id=project).task_number == sum(i.split == split for i in items)
-    assert len(load_labels(db, dataset.id, "train")) + len(load_labels(db, dataset.id,
-                                                                       "test")) == 20
+    assert len(ctx.stores.labels.load(dataset.id, "train")) + len(
+        ctx.stores.labels.load(dataset.id, "test")) == 20
 
 
 def _relabel(sdk: LabelStudio, project: int, to: str) -> str:
@@ -128,41 +124,39 @@ def _relabel(sdk: LabelStudio, project: int, to: str) -> str:
 
 
 def test_a_label_a_person_changed_wins_on_the_next_export(
-        tmp_path: Path, db: Database, label_studio: Studio) -> None:
-    store, dataset, items = _bbc(tmp_path, db)
+        tmp_path: Path, ctx: Context, label_studio: Studio) -> None:
+    dataset = _bbc(tmp_path, ctx)
+    items = dataset.items
     client = LabelStudioClient(label_studio)
-    first = label(db, store, dataset, items, _target(BBC, store), lambda: client)
+    first = label(ctx, BBC, dataset, client)
     sdk = LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
-    item_id = _relabel(sdk, first["projects"]["train"], "tech")
+    item_id = _relabel(sdk, first.projects["train"], "tech")
     original = next(i.label for i in items if i.item_id == item_id)
     assert original != "tech"  # the first task is a business article (classes in order)
     # the demo reuses the version's last export; `cdl label` (refresh) takes the person's label
-    assert label(db, store, dataset, items, _target(BBC, store), lambda: client)["reused"]
-    assert _stored(db, dataset)[item_id] == (original, DATASET_LABELER)
-    second = label(db, store, dataset, items, _target(BBC, store), lambda: client,
-                   refresh=True)
-    assert second["by_people"] == 1 and second["exported"] == 20
-    assert _stored(db, dataset)[item_id] == ("tech", ADMIN)
+    assert label(ctx, BBC, dataset, client).reused
+    assert _stored(ctx, dataset)[item_id] == (original, DATASET_LABELER)
+    second = label(ctx, BBC, dataset, client, refresh=True)
+    assert second.by_people == 1 and second.exported == 20
+    assert _stored(ctx, dataset)[item_id] == ("tech", ADMIN)
     # converting again does not bring the pre-annotation back over the person's label
-    third = label(db, store, dataset, items, _target(BBC, store), lambda: client, refresh=True)
-    assert third["annotations"] == 20
-    assert _stored(db, dataset)[item_id] == ("tech", ADMIN)
+    third = label(ctx, BBC, dataset, client, refresh=True)
+    assert third.annotations == 20
+    assert _stored(ctx, dataset)[item_id] == ("tech", ADMIN)
 
 
 @pytest.mark.parametrize("broken", ["wrong token", "unreachable"])
 def test_a_broken_label_studio_is_a_clear_error_and_loses_no_label(
-        tmp_path: Path, db: Database, label_studio: Studio, broken: str) -> None:
-    store, dataset, items = _bbc(tmp_path, db)
-    label(db, store, dataset, items, _target(BBC, store),
-          lambda: LabelStudioClient(label_studio))
-    before = _stored(db, dataset)
+        tmp_path: Path, ctx: Context, label_studio: Studio, broken: str) -> None:
+    dataset = _bbc(tmp_path, ctx)
+    label(ctx, BBC, dataset, LabelStudioClient(label_studio))
+    before = _stored(ctx, dataset)
     bad = (Studio(label_studio.url, "0" * 40) if broken == "wrong token"
            else Studio(f"http://127.0.0.1:{free_port()}", label_studio.token))
     with pytest.raises(CDLError) as raised:
-        label(db, store, dataset, items, _target(BBC, store), lambda: LabelStudioClient(bad),
-              refresh=True)
+        label(ctx, BBC, dataset, LabelStudioClient(bad), refresh=True)
     message: Any = str(raised.value)
     expected = "refused the API token" if broken == "wrong token" else "cannot reach"
     assert expected in message and bad.url in message and "0" * 40 not in message
     assert "labels already stored are unchanged" in message
-    assert _stored(db, dataset) == before and len(before) == 20
+    assert _stored(ctx, dataset) == before and len(before) == 20

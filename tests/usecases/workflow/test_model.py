@@ -77,7 +77,7 @@ def test_asha_trains_through_determined_and_prunes(tmp_path: Path) -> None:
             assert trial.epochs < 4 and trial.checkpoint is None
         else:
             assert trial.epochs == 4 and trial.checkpoint is not None
-    best = result.best()
+    best, _ = result.best()
     assert best.val_metrics["validation_accuracy"] > 0.8
     assert best.checkpoint is not None and best.checkpoint.is_relative_to(checkpoints)
     assert (best.checkpoint / "state_dict.pth").exists()

@@ -1,0 +1,175 @@
+"""Labels: the label tables per split, every export that set them, and the exports themselves.
+
+The interface the Labeling step and the model pipeline use is :class:`Labels`. Its local side,
+:class:`LocalLabels`, keeps the rows in the project's PostgreSQL (``train_labels``,
+``test_labels``, ``label_exports``) and each split's last export, gzipped, beside the dataset
+version's manifest. On a cluster the rows live in the same tables of the cluster's PostgreSQL
+(CloudNativePG), and the exports go to the dataset version's Pachyderm commit (or S3) instead of
+the local version folder; Label Studio itself is reached through ``stores.labelstudio`` in both.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from usecases.errors import CDLError
+from usecases.state import atomic_write
+from usecases.stores.database import Database
+
+SPLITS = ("train", "test")
+DATASET_LABELER = "cdl-dataset-labels"  # who a pre-annotation's label comes from
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labeled item as the label tables hold it."""
+
+    item_id: str
+    path: str
+    label: str
+    labeler: str
+    labeled_at: str
+
+    @property
+    def by_a_person(self) -> bool:
+        return self.labeler != DATASET_LABELER
+
+
+@dataclass(frozen=True)
+class Export:
+    """Where a split's labels came from: Label Studio at a URL and project, or the direct
+    path (no URL, no project)."""
+
+    tool: str
+    tasks: int
+    annotations: int
+    url: str | None = None
+    project: int | None = None
+
+
+@dataclass
+class ExportSummary:
+    """What the Labeling step reports for a dataset version, both splits together."""
+
+    tool: str
+    url: str | None
+    tasks: int = 0
+    annotations: int = 0
+    exported: int = 0
+    imported: int = 0
+    by_people: int = 0
+    projects: dict[str, int] = field(default_factory=dict)
+    reused: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _split(split: str) -> str:
+    if split not in SPLITS:
+        raise CDLError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
+    return split
+
+
+class Labels(Protocol):
+    def count(self, version: str, split: str) -> int:
+        """Labels stored for a split of a dataset version."""
+
+    def replace(self, version: str, usecase: str, split: str, rows: list[Row],
+                export: Export | None = None) -> None:
+        """The split's labels for the version become ``rows`` and the export that made them is
+        recorded, atomically: a failed write leaves what was stored before."""
+
+    def load(self, version: str, split: str) -> dict[str, str]:
+        """item_id -> label, as the model pipeline reads them."""
+
+    def last_export(self, version: str, tool: str) -> ExportSummary | None:
+        """The newest export through ``tool`` for both splits, summed; None unless both
+        splits have one."""
+
+    def keep(self, version: str, split: str, tasks: list[dict[str, Any]]) -> None:
+        """Keep a split's exported tasks (Label Studio's JSON format)."""
+
+    def kept(self, version: str, split: str) -> list[dict[str, Any]] | None:
+        """The kept export of a split, None when there is none."""
+
+
+class LocalLabels:
+    def __init__(self, db: Database, versions_root: Path) -> None:
+        self.db = db
+        self.versions_root = versions_root  # ML Data's versions/ folder
+
+    def export_path(self, version: str, split: str) -> Path:
+        return self.versions_root / version / f"labels-{_split(split)}.json.gz"
+
+    def count(self, version: str, split: str) -> int:
+        with self.db.connect() as conn:
+            row = conn.execute(f"SELECT count(*) FROM {_split(split)}_labels"
+                               " WHERE dataset_version = %s", (version,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def replace(self, version: str, usecase: str, split: str, rows: list[Row],
+                export: Export | None = None) -> None:
+        table = f"{_split(split)}_labels"
+        with self.db.connect() as conn:
+            conn.execute(f"DELETE FROM {table} WHERE dataset_version = %s",
+                         (version,))
+            with conn.cursor().copy(
+                    f"COPY {table} (usecase, dataset_version, item_id, file_path, label,"
+                    " creator, created_at) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((usecase, version, row.item_id, row.path, row.label,
+                                    row.labeler, row.labeled_at))
+            if export is not None:
+                conn.execute(
+                    "INSERT INTO label_exports (dataset_version, split, tool, url, project,"
+                    " tasks, annotations, exported, by_people)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (version, split, export.tool, export.url, export.project, export.tasks,
+                     export.annotations, len(rows), sum(r.by_a_person for r in rows)))
+
+    def load(self, version: str, split: str) -> dict[str, str]:
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                f"SELECT item_id, label FROM {_split(split)}_labels"
+                " WHERE dataset_version = %s ORDER BY id", (version,)).fetchall()
+        return {item_id: label for item_id, label in rows}
+
+    def last_export(self, version: str, tool: str) -> ExportSummary | None:
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT ON (split) split, url, project, tasks, annotations, exported,"
+                " by_people FROM label_exports WHERE dataset_version = %s AND tool = %s"
+                " ORDER BY split, exported_at DESC, id DESC", (version, tool)).fetchall()
+        if len(rows) != len(SPLITS):
+            return None
+        return ExportSummary(
+            tool=tool, url=rows[0][1], projects={r[0]: r[2] for r in rows},
+            tasks=sum(r[3] for r in rows), annotations=sum(r[4] for r in rows),
+            exported=sum(r[5] for r in rows), by_people=sum(r[6] for r in rows), reused=True)
+
+    def keep(self, version: str, split: str, tasks: list[dict[str, Any]]) -> None:
+        # Without inline data URLs (the item's path and content hash name what was labeled;
+        # the image itself is in ML Data), compressed: Label Studio's export of the 60k
+        # Fashion-MNIST training images is 69 MB of JSON even so, 4.8 MB gzipped.
+        kept = [{**t, "data": {k: v for k, v in t["data"].items()
+                               if not (isinstance(v, str) and v.startswith("data:"))}}
+                for t in tasks]
+        path = self.export_path(version, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, gzip.compress(json.dumps(kept).encode(), compresslevel=6))
+
+    def kept(self, version: str, split: str) -> list[dict[str, Any]] | None:
+        path = self.export_path(version, split)
+        if not path.exists():
+            return None
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as kept:
+                tasks: list[dict[str, Any]] = json.load(kept)
+        except (OSError, EOFError, ValueError) as exc:
+            raise CDLError(f"label export {path} is damaged ({type(exc).__name__})",
+                           f"delete {path}; the next `cdl demo` exports the labels again"
+                           ) from None
+        return tasks

@@ -1,0 +1,73 @@
+"""What every step of a run shares, built once per command: the state directory, the stores,
+how progress is shown, Label Studio (opened on first use), and per use case its options and
+its stage timings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from usecases import defaults
+from usecases.state import State
+from usecases.stores.local import Stores
+from usecases.workflow.display import Display
+from usecases.workflow.usecase import DataOptions, UseCase
+
+if TYPE_CHECKING:
+    from usecases.stores.labelstudio import LabelStudioClient
+
+log = logging.getLogger("cdl.run")
+
+
+@dataclass
+class RunOptions:
+    """A use case's knobs for one run (CLI flags); the defaults live in ``usecases.defaults``."""
+
+    data: DataOptions
+    trials: int = defaults.TRIALS
+    gate: float = defaults.GATE
+    seed: int = defaults.SEED
+    smoke: int = defaults.SMOKE
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+
+
+@dataclass
+class Case:
+    """One use case within a run: what it is, its options, and how long its stages took."""
+
+    usecase: UseCase
+    options: RunOptions
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.usecase.name
+
+
+StudioOpener = Callable[[], "LabelStudioClient"]
+
+
+@dataclass
+class Context:
+    state: State
+    stores: Stores
+    display: Display
+    studio: StudioOpener | None = None  # None: labels go the direct path
+    timings: dict[str, float] = field(default_factory=dict)  # stages of no one use case
+
+    @contextlib.contextmanager
+    def stage(self, case: Case | None, name: str, title: str) -> Iterator[None]:
+        """A timed stage: shown on the display, its seconds kept in the case's timings, and
+        its start and end written to the run log (``CDL_HOME/logs/cdl.log``)."""
+        who = case.name if case else "-"
+        log.info("start %s %s", who, name)
+        start = time.perf_counter()
+        with self.display.stage(title):
+            yield
+        seconds = round(time.perf_counter() - start, 2)
+        (case.timings if case is not None else self.timings)[name] = seconds
+        log.info("end %s %s %.2fs", who, name, seconds)

@@ -1,0 +1,195 @@
+"""One run of the workflow on this machine: the data, model and deployment pipelines of each
+use case against one set of stores, then the approved models served together and smoke-tested.
+
+A run writes to ``CDL_HOME``: it holds the state directory's writer lock for its whole length,
+and logs each stage's start and end to ``CDL_HOME/logs/cdl.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from usecases.state import State
+from usecases.stores.check import check
+from usecases.stores.database import open_database
+from usecases.stores.labelstudio import LabelStudioClient, open_label_studio
+from usecases.stores.local import local_stores
+from usecases.stores.registry import ModelVersion
+from usecases.workflow import deploy, features, labeling, model
+from usecases.workflow.context import Case, Context, StudioOpener
+from usecases.workflow.data import Prepared, check_source, ingest
+from usecases.workflow.display import Display
+from usecases.workflow.report import (
+    DatasetReport,
+    GateReport,
+    ModelReport,
+    RunReport,
+    SearchReport,
+    ServingReport,
+    UseCaseReport,
+)
+
+LOG = "cdl.log"
+log = logging.getLogger("cdl.run")
+
+
+@contextlib.contextmanager
+def run_log(state: State) -> Iterator[None]:
+    """Stage starts and ends appended to ``CDL_HOME/logs/cdl.log``, one line each, flushed."""
+    logger = logging.getLogger("cdl")
+    handler = logging.FileHandler(state.logs / LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
+
+
+def studio_opener(services: contextlib.ExitStack, ctx: Context, port: int) -> StudioOpener:
+    """Label Studio, started (or found running) the first time a step needs it; it stops when
+    ``services`` closes."""
+    opened: list[LabelStudioClient] = []
+
+    def studio() -> LabelStudioClient:
+        if not opened:
+            with ctx.display.stage("Starting Label Studio on 127.0.0.1"):
+                found = services.enter_context(
+                    open_label_studio(ctx.state, ctx.stores.db.conninfo, port))
+            ctx.display.note(f"Label Studio at {found.url}" + (
+                f"; login in {found.credentials}" if found.credentials else ""))
+            opened.append(LabelStudioClient(found))
+        return opened[0]
+
+    return studio
+
+
+@contextlib.contextmanager
+def open_run(state: State, display: Display, command: str,
+             label_studio_port: int | None = None) -> Iterator[Context]:
+    """The context of a command that writes: the writer lock, the run log, the stores over
+    the database (started and stopped here if needed), Label Studio on ``label_studio_port``
+    when given (else labels go the direct path)."""
+    with contextlib.ExitStack() as services:
+        services.enter_context(state.writer(command))
+        services.enter_context(run_log(state))
+        start = time.perf_counter()
+        with display.stage("Starting PostgreSQL"):
+            db = services.enter_context(open_database(state))
+        ctx = Context(state, local_stores(state, db), display)
+        ctx.timings["database"] = round(time.perf_counter() - start, 2)
+        # What a run killed earlier left half-done goes before this one writes anything.
+        for finding in check(state, ctx.stores, repair=True, verify=False).findings:
+            log.info("repaired %s: %s", finding.kind, finding.what)
+        if label_studio_port is not None:
+            ctx.studio = studio_opener(services, ctx, label_studio_port)
+        yield ctx
+
+
+def check_sources(cases: list[Case]) -> None:
+    """Every use case's raw data is there before anything starts."""
+    for case in cases:
+        check_source(case.options.data.folder)
+
+
+def prepare(ctx: Context, case: Case) -> Prepared:
+    """The data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
+    dataset = ingest(ctx, case)
+    summary = labeling.label(ctx, case, dataset)
+    return Prepared(dataset, summary, features.transform(ctx, case, dataset))
+
+
+def report(case: Case, prepared: Prepared, trained: model.Trained) -> UseCaseReport:
+    version, best, result = trained.version, trained.best, trained.search
+    return UseCaseReport(
+        dataset=DatasetReport.of(prepared.dataset),
+        labeling=prepared.labeling,
+        model=ModelReport(version.name, version.version, best.hparams,
+                          str(version.artifact_path), version.code_version),
+        search=SearchReport(len(result.trials),
+                            sum(t.state == "completed" for t in result.trials),
+                            sum(t.state == "pruned" for t in result.trials)),
+        val_accuracy=best.val_metrics["validation_accuracy"],
+        val_metrics=best.val_metrics,
+        test_accuracy=trained.test_accuracy,
+        gate=GateReport(case.options.gate),
+        gate_passed=bool(version.gate_passed),
+        timings=case.timings,
+    )
+
+
+@dataclass
+class Deployed:
+    case: Case
+    report: UseCaseReport
+    plan: deploy.SmokePlan
+
+
+def run(ctx: Context, cases: list[Case]) -> RunReport:
+    """Each use case's data and model pipelines, packaging when its gate passed, then one
+    MLServer over the approved models and a smoke per model."""
+    check_sources(cases)
+    reports: dict[str, UseCaseReport] = {}
+    deployed: list[Deployed] = []
+    for number, case in enumerate(cases):
+        start = time.perf_counter()
+        if number == 0:  # the first use case's timings include starting the database
+            case.timings["database"] = ctx.timings["database"]
+        prepared = prepare(ctx, case)
+        trained = model.train_register_evaluate(ctx, case, prepared)
+        reports[case.name] = result = report(case, prepared, trained)
+        if case.options.smoke and result.gate_passed:
+            result.compression, plan = deploy.package(ctx, case, prepared.dataset,
+                                                      trained.version)
+            deployed.append(Deployed(case, result, plan))
+        case.timings["total"] = round(time.perf_counter() - start
+                                      + case.timings.get("database", 0.0), 2)
+    if deployed:
+        serve_and_smoke(ctx, deployed)
+    return RunReport(reports, str(ctx.state.home))
+
+
+def serve_and_smoke(ctx: Context, deployed: list[Deployed]) -> None:
+    with contextlib.ExitStack() as stack:
+        with ctx.stage(None, "serve", "Starting MLServer on 127.0.0.1"):
+            server = stack.enter_context(deploy.serve(
+                deploy.served_models(ctx.state), ctx.state.logs / "mlserver.log",
+                deploy.free_port(), deploy.free_port(), ctx.stores.db.conninfo))
+        for one in deployed:
+            name = one.case.usecase.model_name
+            with ctx.stage(one.case, "smoke",
+                           f"{one.case.name}: smoke, {len(one.plan.payloads)} requests"):
+                result = deploy.smoke(server.url, name, one.plan.payloads, one.plan.truth,
+                                      one.plan.offline, ctx.stores.scoring)
+            one.report.serving = ServingReport(f"{server.url}/v2/models/{name}",
+                                               one.report.model.version, result)
+            one.case.timings["serve"] = ctx.timings["serve"]
+
+
+def relabel(ctx: Context, cases: list[Case]) -> dict[str, dict[str, object]]:
+    """``cdl label``: export each use case's labels from Label Studio again (after people
+    edited them) into the label tables of its current dataset version."""
+    summaries: dict[str, dict[str, object]] = {}
+    for case in cases:
+        dataset = ingest(ctx, case)
+        summary = labeling.label(ctx, case, dataset, refresh=True)
+        summaries[case.name] = {"dataset_version": dataset.id, **asdict(summary),
+                                "timings": {**summary.timings, **case.timings}}
+    return summaries
+
+
+def evaluate(ctx: Context, case: Case, version: int | None) -> tuple[ModelVersion, float]:
+    """``cdl evaluate``: a registered version on the held-out test set of the data's current
+    version, with the gate's verdict recorded on it."""
+    prepared = prepare(ctx, case)
+    return model.evaluate(case.usecase, ctx.stores.models, version, prepared.features,
+                          case.options.gate)
+
