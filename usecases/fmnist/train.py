@@ -1,7 +1,18 @@
 """Training entrypoint for Fashion-MNIST: Keras 3 reporting to Determined through the Core API.
 
-On a cluster the experiment YAMLs run ``python3 -m usecases.fmnist.train``; locally ``cdl`` calls
-:func:`fit` under a Core API context without a master. Both use the same callback.
+The experiment YAMLs run ``python3 -m usecases.fmnist.train``; ``cdl`` calls :func:`fit` in-process
+under a Core API context without a master (``usecases.workflow.training.train_keras``). Both use
+the same callback.
+
+On a cluster the master supplies the experiment config, the trial's hyperparameters and the
+checkpoint to resume from (``det.get_cluster_info()``). The trial trains for the searcher's
+length: ``searcher.max_time`` epochs with ``time_metric: epochs`` (adaptive ASHA), or
+``hyperparameters.epochs`` (``single``). A trial given several slots (``distributed.yaml``) trains
+under ``tf.distribute.MirroredStrategy``: one process drives all the agent's GPUs.
+
+Without a master (Determined's local training mode, e.g. to try a YAML before submitting it) the
+module runs the same ``fit`` on one device, on the experiment named by ``CDL_EXPERIMENT``: see
+``usecases.workflow.training.trial_inputs``.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ import numpy as np
 
 from usecases.fmnist.model import build
 from usecases.serving.fashion import normalize
-from usecases.workflow.training import keras_callback_class, restore_keras
+from usecases.workflow.model import training_epochs
+from usecases.workflow.training import entrypoint, keras_callback_class, restore_keras, trial_inputs
 
 
 def load_split(features: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,24 +60,26 @@ def fit(core_context: Any, callback: Any, config: dict[str, Any], hparams: dict[
 
 
 def main() -> None:
-    """Cluster entrypoint: hyperparameters, length and resume point come from the master."""
-    import determined as det
-    import tensorflow as tf
+    """Train (or resume) one trial: under the master if there is one, else in local mode."""
     from determined import core
 
-    info = det.get_cluster_info()
-    assert info is not None and info.task_type == "TRIAL", "run this under a Determined trial"
-    config, hparams = info.trial._config, dict(info.trial.hparams)
-    searcher = config["searcher"]
-    epochs = int(searcher["max_time"] if searcher.get("time_metric") == "epochs"
-                 else hparams["epochs"])
-    # Several slots on one agent: one process drives all its GPUs (synchronous data parallel).
-    strategy = tf.distribute.MirroredStrategy() if len(info.slot_ids) > 1 else None
-    with core.init() as core_context:
+    info, config, hparams, latest_checkpoint = trial_inputs()
+    strategy: Any = None
+    distributed: core.DistributedContext | None = None
+    if info is not None and len(info.slot_ids) > 1:
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        # core.init refuses a multi-slot task without a DistributedContext; with
+        # MirroredStrategy this one process is the whole trial.
+        distributed = core.DistributedContext(rank=0, size=1, local_rank=0, local_size=1,
+                                              cross_rank=0, cross_size=1)
+    epochs = training_epochs(config, hparams)
+    with core.init(distributed=distributed) as core_context:
         callback = keras_callback_class()(core_context, epochs, checkpoint_every=1)
-        fit(core_context, callback, config, hparams, epochs, info.latest_checkpoint, strategy)
+        fit(core_context, callback, config, hparams, epochs, latest_checkpoint, strategy)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    main()
+    entrypoint(main)

@@ -11,6 +11,7 @@ beside the dataset version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
@@ -24,7 +25,7 @@ class Trial:
     hparams: dict[str, Any]
     state: str  # "completed" | "pruned"
     history: list[dict[str, float]] = field(default_factory=list)  # validation, per epoch
-    checkpoint: str | None = None
+    checkpoint: Path | None = None  # None: pruned, or discarded after the search
 
     @property
     def epochs(self) -> int:
@@ -68,7 +69,8 @@ class LocalExperiments:
                     "INSERT INTO trials (experiment_id, number, hparams, state, epochs,"
                     " val_metrics, checkpoint) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [(experiment_id, t.number, Jsonb(t.hparams), t.state, t.epochs,
-                      Jsonb(t.val_metrics), t.checkpoint) for t in trials])
+                      Jsonb(t.val_metrics), str(t.checkpoint) if t.checkpoint else None)
+                     for t in trials])
                 cur.executemany(
                     "INSERT INTO trial_metrics (experiment_id, number, epoch, metrics)"
                     " VALUES (%s, %s, %s, %s)",
@@ -87,7 +89,8 @@ class LocalExperiments:
         history: dict[int, list[dict[str, float]]] = {}
         for number, metrics in epochs:
             history.setdefault(number, []).append(metrics)
-        return [Trial(number, hparams, state, history.get(number, []), checkpoint)
+        return [Trial(number, hparams, state, history.get(number, []),
+                      Path(checkpoint) if checkpoint else None)
                 for number, hparams, state, checkpoint in found]
 
     def unregistered(self) -> list[int]:

@@ -33,32 +33,15 @@ TrainFn = Callable[[dict[str, Any], dict[str, Any], int, OnValidation | None],
 
 
 @dataclass
-class TrialOutcome:
-    number: int
-    hparams: dict[str, Any]
-    state: str  # "completed" | "pruned"
-    history: History  # validation metrics after each epoch
-    checkpoint: Path | None = None
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history)
-
-    @property
-    def val_metrics(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
-
-
-@dataclass
 class SearchResult:
     config: dict[str, Any]
-    trials: list[TrialOutcome] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
 
     @property
     def metric(self) -> str:
         return str(self.config["searcher"]["metric"])
 
-    def best(self) -> tuple[TrialOutcome, Path]:
+    def best(self) -> tuple[Trial, Path]:
         """The best completed trial and its checkpoint."""
         done = [(t, t.checkpoint) for t in self.trials
                 if t.state == "completed" and t.checkpoint is not None]
@@ -67,12 +50,8 @@ class SearchResult:
         sign = -1 if self.config["searcher"].get("smaller_is_better", False) else 1
         return max(done, key=lambda pair: sign * pair[0].val_metrics[self.metric])
 
-    def trial_records(self) -> list[Trial]:
-        return [Trial(t.number, t.hparams, t.state, t.history,
-                      str(t.checkpoint) if t.checkpoint else None) for t in self.trials]
 
-
-def discard_checkpoints(result: SearchResult, keep: TrialOutcome) -> None:
+def discard_checkpoints(result: SearchResult, keep: Trial) -> None:
     """Delete the losing trials' checkpoints (as save_trial_best does on a cluster)."""
     for trial in result.trials:
         if trial is not keep and trial.checkpoint is not None and trial.checkpoint.exists():
@@ -122,6 +101,11 @@ def training_epochs(config: dict[str, Any], hparams: dict[str, Any]) -> int:
     searcher = config["searcher"]
     if searcher.get("time_metric") == "epochs":
         return int(searcher["max_time"])
+    if "epochs" not in hparams:
+        raise CDLError(f"experiment {config.get('name', '?')} says neither how many epochs to "
+                       "train (hyperparameters.epochs) nor searcher.time_metric: epochs",
+                       "add hyperparameters.epochs, or searcher max_time with time_metric: "
+                       "epochs")
     return int(hparams["epochs"])
 
 
@@ -159,7 +143,7 @@ def search(
 
         history, checkpoint = train(config, hparams, max_epochs, on_validation)
         state = "completed" if checkpoint is not None else "pruned"
-        result.trials.append(TrialOutcome(trial.number, hparams, state, history, checkpoint))
+        result.trials.append(Trial(trial.number, hparams, state, history, checkpoint))
         if checkpoint is None:
             raise optuna.TrialPruned()
         return history[-1][metric]
@@ -174,7 +158,9 @@ def single(
     progress: Progress | None = None,
 ) -> SearchResult:
     """One training run with the fixed hyperparameters of a single-searcher config."""
-    hparams = dict(config["hyperparameters"])
+    # A single run's hyperparameters are constants, written plain or as {type: const}.
+    hparams = {name: spec["val"] if isinstance(spec, dict) and spec.get("type") == "const"
+               else spec for name, spec in config["hyperparameters"].items()}
     epochs = training_epochs(config, hparams)
 
     def on_validation(epoch: int, metrics: dict[str, float]) -> bool:
@@ -184,7 +170,7 @@ def single(
 
     history, checkpoint = train(config, hparams, epochs, on_validation)
     result = SearchResult(config)
-    result.trials.append(TrialOutcome(0, hparams, "completed", history, checkpoint))
+    result.trials.append(Trial(0, hparams, "completed", history, checkpoint))
     return result
 
 
@@ -193,7 +179,7 @@ class Trained:
     """The model pipeline's result: the evaluated version, the search behind it."""
 
     version: ModelVersion
-    best: TrialOutcome
+    best: Trial
     search: SearchResult
     test_accuracy: float
 
@@ -236,7 +222,7 @@ def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Tra
     with ctx.stage(case, "register", f"{name}: registering the best checkpoint"):
         discard_checkpoints(result, keep=best)
         experiment = stores.experiments.record(name, prepared.dataset.id, result.config,
-                                               result.trial_records())
+                                               result.trials)
         registered = stores.models.register(
             usecase.model_name, name, prepared.dataset.id, experiment, best.hparams,
             best.val_metrics, code_version(usecase.model_dir),

@@ -12,11 +12,18 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from usecases.errors import CDLError
 from usecases.workflow.usecase import History, OnValidation
+
+if TYPE_CHECKING:
+    from determined import ClusterInfo
+
+EXPERIMENT_ENV = "CDL_EXPERIMENT"  # the experiment YAML an entrypoint trains without a master
 
 
 @contextlib.contextmanager
@@ -176,3 +183,75 @@ def train_keras(
     if callback.stopped_early or callback.checkpoint is None:
         return callback.history, None
     return callback.history, storage / callback.checkpoint
+
+
+# The cluster entrypoints (``python3 -m usecases.<case>.train``) share how they get their inputs.
+
+def local_experiment() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Config and hyperparameters for local training mode, from the YAML in ``CDL_EXPERIMENT``."""
+    import optuna
+
+    named = os.environ.get(EXPERIMENT_ENV)
+    if not named:
+        raise CDLError(f"no Determined master to supply the experiment, and {EXPERIMENT_ENV} "
+                       "is not set",
+                       "submit it with `det experiment create const.yaml .`, or set "
+                       f"{EXPERIMENT_ENV} to an experiment YAML whose data.features is a "
+                       "featurised dataset folder")
+    path = Path(named)
+    if not path.is_file():
+        raise CDLError(f"{EXPERIMENT_ENV}={named} is not a file",
+                       f"point {EXPERIMENT_ENV} at an experiment YAML")
+    from usecases.workflow.model import load_experiment, sample_hparams
+
+    config = load_experiment(path)
+    features = (config.get("data") or {}).get("features")
+    if not features or not (Path(features) / "train.npz").is_file():
+        raise CDLError(f"data.features in {path} ({features or 'null'}) is not a featurised "
+                       "dataset folder",
+                       "set it to a folder with train.npz, val.npz, test.npz and classes.npy "
+                       "(cdl keeps them under CDL_HOME)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = int(config.get("reproducibility", {}).get("experiment_seed", 0))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return config, sample_hparams(config["hyperparameters"], study.ask())
+
+
+def cluster_trial() -> ClusterInfo | None:
+    """The master's ``ClusterInfo`` when this process is a trial, else None (local mode)."""
+    import determined as det
+
+    info = det.get_cluster_info()
+    return info if info is not None and info.task_type == "TRIAL" else None
+
+
+def trial_inputs() -> tuple[ClusterInfo | None, dict[str, Any], dict[str, Any], str | None]:
+    """(cluster info, config, hyperparameters, checkpoint to resume from) of the trial this
+    process runs. On a cluster the master supplies them. Without one (local training mode):
+
+    - ``CDL_EXPERIMENT`` names an experiment YAML whose ``data.features`` is a featurised
+      dataset folder (what ``usecases.workflow.features`` writes); the repository's YAMLs
+      leave it null.
+    - The hyperparameters are the first point Optuna's RandomSampler, seeded with
+      ``reproducibility.experiment_seed`` (default 0), draws from the YAML's space through the
+      parser the local ASHA search uses: deterministic, inside the space, and a ``single``
+      config's constants as written.
+    - Nothing to resume; checkpoints go where Determined's local mode puts them:
+      ``$XDG_DATA_HOME/determined``.
+    """
+    info = cluster_trial()
+    if info is None:
+        return None, *local_experiment(), None
+    return info, info.trial._config, dict(info.trial.hparams), info.latest_checkpoint
+
+
+def entrypoint(main: Callable[[], None]) -> None:
+    """Run an entrypoint's ``main``: Determined's log format at INFO (the reported metrics are
+    the trial's log), a CDLError as one line and exit status 1."""
+    import determined as det
+
+    logging.basicConfig(level=logging.INFO, format=det.LOG_FORMAT)
+    try:
+        main()
+    except CDLError as exc:
+        sys.exit(f"error: {exc}")

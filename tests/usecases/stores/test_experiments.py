@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from usecases.stores.experiments import Trial
 from usecases.stores.local import Stores
 from usecases.stores.mldata import Counts, Manifest
@@ -10,7 +12,7 @@ def test_a_search_is_recorded_with_every_trials_metrics_per_epoch(stores: Stores
     trials = [
         Trial(0, {"hidden_size": 64}, "pruned", [{"validation_accuracy": 0.5}]),
         Trial(1, {"hidden_size": 256}, "completed",
-              [{"validation_accuracy": 0.6}, {"validation_accuracy": 0.9}], "/ckpt/1"),
+              [{"validation_accuracy": 0.6}, {"validation_accuracy": 0.9}], Path("/ckpt/1")),
     ]
     experiment = stores.experiments.record("bbc", "bbc-1", {"searcher": {"name": "adaptive"}},
                                            trials)

@@ -93,3 +93,9 @@ def test_single_training_uses_the_const_config(tmp_path: Path) -> None:
     (trial,) = result.trials
     assert trial.epochs == 2 and trial.hparams["hidden_size"] == 256
     assert result.metric == "validation_loss"
+
+
+def test_an_experiment_without_a_length_is_a_clear_error() -> None:
+    with pytest.raises(CDLError, match="neither how many epochs"):
+        model.training_epochs({"name": "x", "searcher": {"name": "single"}}, {"lr": 0.1})
+    assert model.training_epochs({"searcher": {"time_metric": "epochs", "max_time": 3}}, {}) == 3
