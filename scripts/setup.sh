@@ -70,7 +70,7 @@ case "$mode" in
         scripts/testhosts.sh
         .venv/bin/ruff check usecases tests benchmarks stacks policies
         .venv/bin/mypy usecases stacks policies
-        exec .venv/bin/pytest "$@"
+        exec .venv/bin/pytest --durations=25 "$@"
         ;;
     *)
         echo "usage: scripts/setup.sh demo|test [options]" >&2
