@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,14 +13,8 @@ from usecases.state import State
 from usecases.stores.database import open_database
 from usecases.workflow import deploy
 
+from .cli import cdl
 from .rawdata import write_bbc, write_fmnist
-
-
-def cdl(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
-    return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
-                          text=True, env={**env, "CDL_HOME": str(home)}, timeout=600,
-                          check=False)
 
 
 def package(root: Path, usecases: Sequence[str], smoke: int = 10) -> dict[str, Any]:
@@ -35,8 +26,9 @@ def package(root: Path, usecases: Sequence[str], smoke: int = 10) -> dict[str, A
     reports = {}
     for name in usecases:
         report = root / f"{name}.json"
-        run = cdl(home, "demo", "--usecase", name, "--data", str(raws[name]()), "--trials", "1",
-                  "--smoke", str(smoke), "--report", str(report), "--no-label-studio")
+        run = cdl("demo", "--usecase", name, "--data", str(raws[name]()), "--trials", "1",
+                  "--smoke", str(smoke), "--report", str(report), "--no-label-studio",
+                  home=home)
         assert run.returncode == 0, run.stderr[-3000:]
         reports[name] = json.loads(report.read_text())["usecases"][name]
     return {"home": home, "reports": reports, "repository": home / "serving" / "models"}

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..cli import assert_one_line_error, cdl
 from ..conftest import REPO, datasets_root, free_port
 from ..rawdata import add_bad_files, write_bbc
-
-
-def cdl(*args: str, home: Path,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
-    environment.update({"CDL_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "usecases.cli", *args], capture_output=True,
-                          text=True, env=environment, timeout=900, check=False)
-
-
-def assert_one_line_error(run: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert run.returncode != 0
-    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, run.stderr
-    for needle in needles:
-        assert needle in errors[0]
-    assert "Fix:" in errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from usecases.workflow.deploy import free_port
 
+from ..cli import assert_one_line_error, cdl
 from ..rawdata import article, write_bbc
-from .test_cli import assert_one_line_error, cdl
 
 
 def confusable_bbc(root: Path) -> Path:

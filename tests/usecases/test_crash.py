@@ -5,7 +5,6 @@ left; two demos on one home never write at once; reading commands are never bloc
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ..cli import assert_one_line_error, cdl, environment
 from ..rawdata import write_bbc
-from .test_cli import assert_one_line_error, cdl
 
 # The stages of a BBC demo, in the order they start (the run log's names).
 STAGES = ("ingest", "label", "transform", "train", "register", "evaluate", "package", "serve",
@@ -24,15 +23,9 @@ STAGES = ("ingest", "label", "transform", "train", "register", "evaluate", "pack
 DEMO = ("demo", "--usecase", "bbc", "--trials", "1", "--no-label-studio", "--smoke", "5")
 
 
-def _environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
-    env["CDL_HOME"] = str(home)
-    return env
-
-
 def _start_demo(home: Path, raw: Path, report: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "usecases.cli", *DEMO, "--data", str(raw),
-                             "--report", str(report)], env=_environment(home), text=True,
+                             "--report", str(report)], env=environment(home), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -82,15 +82,15 @@ def check(state: State, stores: Stores, repair: bool = False, verify: bool = Tru
             stores.mldata.commit(unrecorded)
     for version in sorted(manifests & set(recorded)):
         try:
-            counts = stores.mldata.load(version).counts
+            manifest = stores.mldata.load(version)
         except CDLError as exc:
             if found("damaged manifest", f"{version}: {exc.problem}"):
                 stores.mldata.drop(version)
             continue
-        disagrees = counts is not None and recorded[version] != counts
+        disagrees = manifest.counts is not None and recorded[version] != manifest.counts
         if disagrees and found("dataset version whose row disagrees with its manifest",
                                version):
-            stores.mldata.commit(stores.mldata.load(version))
+            stores.mldata.commit(manifest)
 
     for experiment in stores.experiments.unregistered():
         if found("experiment without a model version", f"experiment {experiment}"):

@@ -71,6 +71,14 @@ class Counts:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, stored: dict[str, int] | None) -> Counts | None:
+        """Counts as stored; None for what was written before counts meant items (file
+        counts, with other keys)."""
+        if stored is None or set(stored) != set(cls.__dataclass_fields__):
+            return None
+        return cls(**stored)
+
 
 @dataclass
 class Manifest:
@@ -109,16 +117,13 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         body = json.loads(text)
-        counts = body.get("counts")
-        # Manifests written before counts meant items carried file counts with extra keys.
-        known = counts is not None and set(counts) == set(Counts.__dataclass_fields__)
         return cls(
             version=body["version"],
             usecase=body["usecase"],
             source=body["source"],
             rules=body["rules"],
             entries=[Entry(**e) for e in body["entries"]],
-            counts=Counts(**counts) if known else None,
+            counts=Counts.from_dict(body.get("counts")),
         )
 
 
@@ -239,9 +244,7 @@ class LocalMLData:
     def versions(self) -> dict[str, Counts | None]:
         with self.db.connect() as conn:
             rows = conn.execute("SELECT id, counts FROM dataset_versions").fetchall()
-        fields = set(Counts.__dataclass_fields__)
-        return {vid: Counts(**counts) if set(counts) == fields else None
-                for vid, counts in rows}
+        return {vid: Counts.from_dict(counts) for vid, counts in rows}
 
     def drop(self, version: str) -> None:
         with self.db.connect() as conn:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.usecases.test_cli import assert_one_line_error, cdl
+from tests.cli import assert_one_line_error, cdl
 
 
 def _setup(tmp_path: Path) -> tuple[Path, Path]:
