@@ -71,9 +71,12 @@ def stores(state: State, db: Database) -> Stores:
 
 
 @pytest.fixture
-def ctx(state: State, stores: Stores) -> Context:
-    """A quiet run context (no Label Studio: labels go the direct path)."""
-    return Context(state, stores, Display())
+def ctx(state: State, stores: Stores) -> Iterator[Context]:
+    """A quiet run context (no Label Studio: labels go the direct path); its background work
+    is stopped at the end of the test."""
+    made = Context(state, stores, Display())
+    with made.background:
+        yield made
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def test_label_re_exports_and_a_broken_label_studio_is_one_line(
               str(free_port()), home=home)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)["bbc"]
-    assert summary["exported"] == 2225 and summary["imported"] == 0
+    assert summary["labels"] == summary["tasks"] == 2225 and summary["imported"] == 0
     assert summary["by_people"] == 0 and summary["reused"] is False
 
 
@@ -190,5 +191,22 @@ def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
         assert smoke["scored"] == smoke["requests"], name  # a Scoring Data row per request
         labeling = report["labeling"]
         assert labeling["tool"] == "label-studio", name
-        assert labeling["exported"] == report["dataset"]["counts"]["valid"], name
+        assert labeling["labels"] == report["dataset"]["counts"]["valid"], name
+    assert usecases["bbc"]["labeling"]["exported"] == 2225  # the paper's round trip
+    # Fashion-MNIST trains on the dataset's labels; its 70,000 tasks went to Label Studio in
+    # the background, finished before the demo stopped it, and `cdl label` finds them there
+    assert usecases["fmnist"]["labeling"]["importing"] == 70000
+    jobs = {job["title"]: job for job in json.loads(report_path.read_text())["background"]}
+    assert jobs["fmnist: 70000 tasks into Label Studio"]["error"] is None
     assert "Label Studio: http://127.0.0.1:" in run.stderr and "label-studio.json" in run.stderr
+    # not a terminal: one plain line per finished stage with its time, no spinners
+    lines = run.stderr.splitlines()
+    assert re.compile(r"fmnist: labels \(Label Studio → PostgreSQL\): \d+\.\ds").fullmatch(
+        next(line for line in lines if line.startswith("fmnist: labels")))
+    assert "\r" not in run.stderr and "⠋" not in run.stderr
+    run = cdl("label", "--usecase", "fmnist", "--label-studio-port", str(free_port()),
+              home=tmp_path / "home", env={"CDL_DATASETS": str(datasets_root())})
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)["fmnist"]
+    assert summary["tasks"] == summary["labels"] == 70000
+    assert summary["imported"] == 0 and summary["exported"] == summary["by_people"] == 0

@@ -28,6 +28,7 @@ class BBCNews:
     classes = CLASSES
     model_dir = MODEL_DIR
     label_to_name = "text"
+    labels_round_trip = True  # the paper's round trip through Label Studio
     validation_fraction = 0.1
     runtime = "runtime.NewsRuntime"
 
@@ -49,7 +50,7 @@ class BBCNews:
                      content=e.sha256, source=e.sha256)
                 for e in manifest.entries if e.status == "valid"]
 
-    def task_data(self, item: Item, store: MLData) -> dict[str, Any]:
+    def task_data(self, item: Item, store: MLData, media: Path | None) -> dict[str, Any]:
         text, _ = dataset.clean(store.get(item.source))
         return {"text": text}
 

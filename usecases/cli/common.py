@@ -77,6 +77,52 @@ class RichDisplay(Display):
         self.progress.console.print(f"  [dim]{text}")
 
 
+class PlainDisplay(Display):
+    """For output that is not a terminal (a log file, CI): one line per finished stage with
+    its time, and the notes; no spinners, no per-epoch lines."""
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        start = time.perf_counter()
+        outcome = "failed after "
+        try:
+            yield
+            outcome = ""
+        finally:
+            console.print(f"{title}: {outcome}{time.perf_counter() - start:.1f}s",
+                          highlight=False, soft_wrap=True)
+
+    def trials(self, total: int, epochs: int) -> Callable[[int, int, dict[str, float]], None]:
+        done: set[int] = set()
+
+        def update(trial: int, epoch: int, metrics: dict[str, float]) -> None:
+            if epoch >= epochs and trial not in done:
+                done.add(trial)
+                accuracy = metrics.get("validation_accuracy")
+                shown = f", val_acc {accuracy:.3f}" if accuracy is not None else ""
+                console.print(f"  trial {trial + 1}/{total}: {epoch} epochs{shown}",
+                              highlight=False)
+
+        return update
+
+    def note(self, text: str) -> None:
+        console.print(f"  {text}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_display(bar: bool = True) -> Iterator[Display]:
+    """Spinners and bars on a terminal, plain lines otherwise."""
+    if not console.is_terminal:
+        yield PlainDisplay()
+        return
+    from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"),
+               *([BarColumn()] if bar else []), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield RichDisplay(progress)
+
+
 def data_options(usecase: UseCase, data: Path | None, max_bytes: int, min_chars: int,
                  vocab: Path | None) -> DataOptions:
     from usecases.workflow.usecase import DataOptions

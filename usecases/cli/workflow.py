@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from usecases import defaults
 from usecases.cli.common import (
@@ -19,7 +18,6 @@ from usecases.cli.common import (
     GateOpt,
     MaxBytes,
     MinChars,
-    RichDisplay,
     SeedOpt,
     StudioPortOpt,
     VocabOpt,
@@ -27,6 +25,7 @@ from usecases.cli.common import (
     console,
     data_options,
     guarded,
+    progress_display,
     usecase_named,
     usecases_named,
 )
@@ -34,12 +33,6 @@ from usecases.errors import CDLError, GateFailed
 from usecases.state import State, atomic_write
 from usecases.stores.labelstudio import DEFAULT_PORT
 from usecases.workflow.display import Display
-
-
-def _progress(bar: bool = True) -> Progress:
-    columns = [SpinnerColumn(), TextColumn("{task.description}"),
-               *([BarColumn()] if bar else []), TimeElapsedColumn()]
-    return Progress(*columns, console=console, transient=False)
 
 
 @app.command()
@@ -73,8 +66,8 @@ def demo(
                                        trials=trials, gate=gate, seed=seed, smoke=smoke))
                  for case in usecases_named(usecase, data)]
         run.check_sources(cases)
-        with _progress() as progress, run.open_run(
-                state, RichDisplay(progress), "cdl demo",
+        with progress_display() as display, run.open_run(
+                state, display, "cdl demo",
                 label_studio_port if label_studio else None) as ctx:
             result = run.run(ctx, cases)
         body = result.to_dict()
@@ -82,7 +75,8 @@ def demo(
             atomic_write(report, json.dumps(body, indent=2) + "\n")
         for name, one in body["usecases"].items():
             _summary(name, one)
-        _studio_hint(body["usecases"])
+        if label_studio:
+            _studio_hint(body["usecases"], label_studio_port)
         failures = [f for f in (r.gate_error(n) for n, r in result.usecases.items()) if f]
         if failures:
             raise GateFailed("; ".join(f.problem for f in failures), failures[0].fix)
@@ -90,17 +84,15 @@ def demo(
     guarded(action)
 
 
-def _studio_hint(results: dict[str, dict[str, Any]]) -> None:
+def _studio_hint(results: dict[str, dict[str, Any]], port: int) -> None:
     """Where a person corrects labels, and how the corrections reach the label tables."""
-    studio = next((r["labeling"] for r in results.values()
-                   if r.get("labeling", {}).get("tool") == "label-studio"), None)
-    if studio is None or os.environ.get("CDL_LABEL_STUDIO_URL"):
+    if os.environ.get("CDL_LABEL_STUDIO_URL") or not any(
+            r.get("labeling", {}).get("tool") == "label-studio" for r in results.values()):
         return
     from usecases.stores.labelstudio import CREDENTIALS
 
-    port = int(studio["url"].rsplit(":", 1)[1])
     flag = "" if port == DEFAULT_PORT else f" --label-studio-port {port}"
-    console.print(f"\nLabel Studio: {studio['url']} (login in "
+    console.print(f"\nLabel Studio: http://127.0.0.1:{port} (login in "
                   f"{State.from_env().secrets / CREDENTIALS}); to correct labels run "
                   f"`cdl studio start{flag}`, edit them there, then "
                   f"`cdl label --usecase NAME{flag}`.", highlight=False, soft_wrap=True)
@@ -232,8 +224,8 @@ def label(
                                        seed=seed))
                  for case in usecases_named(usecase, data)]
         run.check_sources(cases)
-        with _progress(bar=False) as progress, run.open_run(
-                State.from_env(), RichDisplay(progress), "cdl label",
+        with progress_display(bar=False) as display, run.open_run(
+                State.from_env(), display, "cdl label",
                 label_studio_port) as ctx:
             results = run.relabel(ctx, cases)
         print(json.dumps(results, indent=2))

@@ -248,7 +248,8 @@ class LocalMLData:
 
     def drop(self, version: str) -> None:
         with self.db.connect() as conn:
-            for table in ("train_labels", "test_labels", "label_exports", "quarantine"):
+            for table in ("train_labels", "test_labels", "label_exports", "label_imports",
+                          "quarantine"):
                 conn.execute(f"DELETE FROM {table} WHERE dataset_version = %s",
                              (version,))
             conn.execute("DELETE FROM dataset_versions WHERE id = %s"

@@ -1,6 +1,6 @@
 """What every step of a run shares, built once per command: the state directory, the stores,
-how progress is shown, Label Studio (opened on first use), and per use case its options and
-its stage timings."""
+how progress is shown, Label Studio (opened on first use), the work done in the background, and
+per use case its options and its stage timings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from usecases import defaults
 from usecases.state import State
 from usecases.stores.local import Stores
+from usecases.workflow.background import Background
 from usecases.workflow.display import Display
 from usecases.workflow.usecase import DataOptions, UseCase
 
@@ -58,6 +59,7 @@ class Context:
     display: Display
     studio: StudioOpener | None = None  # None: labels go the direct path
     timings: dict[str, float] = field(default_factory=dict)  # stages of no one use case
+    background: Background = field(default_factory=Background)
 
     @contextlib.contextmanager
     def stage(self, case: Case | None, name: str, title: str) -> Iterator[None]:

@@ -9,6 +9,7 @@ from typing import Any
 from usecases.errors import CDLError
 from usecases.stores.labels import ExportSummary
 from usecases.stores.mldata import Counts
+from usecases.workflow.background import Finished
 from usecases.workflow.data import DatasetVersion
 
 
@@ -123,7 +124,11 @@ class UseCaseReport:
 class RunReport:
     usecases: dict[str, UseCaseReport]
     cdl_home: str
+    background: list[Finished] = field(default_factory=list)  # work done beside the stages
+    timings: dict[str, float] = field(default_factory=dict)  # stages of no one use case
 
     def to_dict(self) -> dict[str, Any]:
         return {"usecases": {name: r.to_dict() for name, r in self.usecases.items()},
-                "cdl_home": self.cdl_home}
+                "cdl_home": self.cdl_home,
+                "background": [asdict(job) for job in self.background],
+                "timings": self.timings}

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+from usecases.errors import CDLError
 from usecases.state import State
 from usecases.stores.check import check
 from usecases.stores.database import open_database
@@ -20,8 +22,9 @@ from usecases.stores.labelstudio import LabelStudioClient, open_label_studio
 from usecases.stores.local import local_stores
 from usecases.stores.registry import ModelVersion
 from usecases.workflow import deploy, features, labeling, model
+from usecases.workflow.background import Finished
 from usecases.workflow.context import Case, Context, StudioOpener
-from usecases.workflow.data import Prepared, check_source, ingest
+from usecases.workflow.data import DatasetVersion, Prepared, check_source, ingest
 from usecases.workflow.display import Display
 from usecases.workflow.report import (
     DatasetReport,
@@ -55,19 +58,29 @@ def run_log(state: State) -> Iterator[None]:
 
 
 def studio_opener(services: contextlib.ExitStack, ctx: Context, port: int) -> StudioOpener:
-    """Label Studio, started (or found running) the first time a step needs it; it stops when
-    ``services`` closes."""
+    """Label Studio, started (or found running) the first time a step needs it, from either
+    thread of the run; it stops when ``services`` closes. A failed start fails every later
+    call the same way."""
+    lock = threading.Lock()
     opened: list[LabelStudioClient] = []
+    failed: list[CDLError] = []
 
     def studio() -> LabelStudioClient:
-        if not opened:
-            with ctx.display.stage("Starting Label Studio on 127.0.0.1"):
-                found = services.enter_context(
-                    open_label_studio(ctx.state, ctx.stores.db.conninfo, port))
-            ctx.display.note(f"Label Studio at {found.url}" + (
-                f"; login in {found.credentials}" if found.credentials else ""))
-            opened.append(LabelStudioClient(found))
-        return opened[0]
+        with lock:
+            if failed:
+                raise failed[0]
+            if not opened:
+                try:
+                    with ctx.display.stage("Starting Label Studio on 127.0.0.1"):
+                        found = services.enter_context(
+                            open_label_studio(ctx.state, ctx.stores.db.conninfo, port))
+                except CDLError as exc:
+                    failed.append(exc)
+                    raise
+                ctx.display.note(f"Label Studio at {found.url}" + (
+                    f"; login in {found.credentials}" if found.credentials else ""))
+                opened.append(LabelStudioClient(found))
+            return opened[0]
 
     return studio
 
@@ -77,7 +90,8 @@ def open_run(state: State, display: Display, command: str,
              label_studio_port: int | None = None) -> Iterator[Context]:
     """The context of a command that writes: the writer lock, the run log, the stores over
     the database (started and stopped here if needed), Label Studio on ``label_studio_port``
-    when given (else labels go the direct path)."""
+    when given (else labels go the direct path), and a background worker that finishes (or,
+    when the command fails, stops) before Label Studio and the database do."""
     with contextlib.ExitStack() as services:
         services.enter_context(state.writer(command))
         services.enter_context(run_log(state))
@@ -90,8 +104,30 @@ def open_run(state: State, display: Display, command: str,
         for finding in check(state, ctx.stores, repair=True, verify=False).findings:
             log.info("repaired %s: %s", finding.kind, finding.what)
         if label_studio_port is not None:
-            ctx.studio = studio_opener(services, ctx, label_studio_port)
+            ctx.studio = studio_opener(services.enter_context(contextlib.ExitStack()), ctx,
+                                       label_studio_port)
+        services.enter_context(ctx.background)
         yield ctx
+        finish_background(ctx)
+
+
+def finish_background(ctx: Context) -> list[Finished]:
+    """Wait for the background work left, saying what it is; a job that failed is a note,
+    not a failed command: the next run resumes it."""
+    pending = ctx.background.pending()
+    start = time.perf_counter()
+    if pending:
+        with ctx.display.stage(f"Waiting for the background: {'; '.join(pending)}"):
+            finished = ctx.background.finish()
+    else:
+        finished = ctx.background.finish()
+    if pending:
+        ctx.timings["background wait"] = round(time.perf_counter() - start, 2)
+    for job in finished:
+        if job.error:
+            ctx.display.note(f"{job.title} stopped: {job.error}. `cdl label` or the next "
+                             "`cdl demo` resumes it; the labels stored are unchanged")
+    return finished
 
 
 def check_sources(cases: list[Case]) -> None:
@@ -100,9 +136,10 @@ def check_sources(cases: list[Case]) -> None:
         check_source(case.options.data.folder)
 
 
-def prepare(ctx: Context, case: Case) -> Prepared:
-    """The data pipeline up to model inputs: ingest + version, quarantine, labels, features."""
-    dataset = ingest(ctx, case)
+def prepare(ctx: Context, case: Case, dataset: DatasetVersion | None = None) -> Prepared:
+    """The data pipeline up to model inputs: ingest + version (unless given), quarantine,
+    labels, features."""
+    dataset = dataset or ingest(ctx, case)
     summary = labeling.label(ctx, case, dataset)
     return Prepared(dataset, summary, features.transform(ctx, case, dataset))
 
@@ -135,26 +172,47 @@ class Deployed:
 
 def run(ctx: Context, cases: list[Case]) -> RunReport:
     """Each use case's data and model pipelines, packaging when its gate passed, then one
-    MLServer over the approved models and a smoke per model."""
+    MLServer over the approved models and a smoke per model.
+
+    Every use case is ingested first, to learn what its labeling needs. If Label Studio is
+    needed at all, it starts in the background, and the use cases that must wait for it go
+    last, so that its start (half a minute with its migrations) overlaps the others' work."""
     check_sources(cases)
+    datasets = [ingest(ctx, case) for case in cases]
+    waits = [labeling.waits_for_studio(ctx, case, dataset)
+             for case, dataset in zip(cases, datasets, strict=True)]
+    if ctx.studio is not None and any(wait is not None for wait in waits):
+        studio = ctx.studio
+        ctx.background.submit("Label Studio's start", lambda stop: studio(), yields=False)
+    order = sorted(range(len(cases)), key=lambda number: bool(waits[number]))
+    # Label Studio serves one request at a time: a bulk import would slow a labeling that
+    # training waits for, so the imports start once the last such labeling is done.
+    last_waiting = max((p for p, n in enumerate(order) if waits[n]), default=None)
+    if last_waiting is not None:
+        ctx.background.hold()
     reports: dict[str, UseCaseReport] = {}
     deployed: list[Deployed] = []
-    for number, case in enumerate(cases):
+    for position, number in enumerate(order):
+        case, dataset = cases[number], datasets[number]
         start = time.perf_counter()
-        if number == 0:  # the first use case's timings include starting the database
+        if position == 0:  # the first use case's timings include starting the database
             case.timings["database"] = ctx.timings["database"]
-        prepared = prepare(ctx, case)
+        prepared = prepare(ctx, case, dataset)
+        if position == last_waiting:
+            ctx.background.release()
         trained = model.train_register_evaluate(ctx, case, prepared)
         reports[case.name] = result = report(case, prepared, trained)
         if case.options.smoke and result.gate_passed:
             result.compression, plan = deploy.package(ctx, case, prepared.dataset,
                                                       trained.version)
             deployed.append(Deployed(case, result, plan))
-        case.timings["total"] = round(time.perf_counter() - start
+        case.timings["total"] = round(time.perf_counter() - start + case.timings["ingest"]
                                       + case.timings.get("database", 0.0), 2)
     if deployed:
         serve_and_smoke(ctx, deployed)
-    return RunReport(reports, str(ctx.state.home))
+    background = finish_background(ctx)
+    return RunReport({case.name: reports[case.name] for case in cases}, str(ctx.state.home),
+                     background, dict(ctx.timings))
 
 
 def serve_and_smoke(ctx: Context, deployed: list[Deployed]) -> None:

@@ -57,6 +57,9 @@ class UseCase(Protocol):
     model_name: str
     model_dir: Path  # Determined model definition: trial code + experiment YAMLs
     label_to_name: str  # Label Studio object tag the labels annotate
+    # True: the labels make Label Studio's round trip (pre-annotations converted, exported);
+    # False: the dataset's labels are the baseline and only people's labels come back
+    labels_round_trip: bool
     validation_fraction: float  # of the training split, held out for the search
 
     @property
@@ -73,8 +76,9 @@ class UseCase(Protocol):
     def items(self, manifest: Manifest, store: MLData) -> list[Item]:
         """The labelled examples of a version, with their train/test split."""
 
-    def task_data(self, item: Item, store: MLData) -> dict[str, Any]:
-        """The ``data`` of the item's Label Studio task."""
+    def task_data(self, item: Item, store: MLData, media: Path | None) -> dict[str, Any]:
+        """The ``data`` of the item's Label Studio task; files it names go in ``media``, the
+        folder Label Studio serves them from (None: inline)."""
 
     def featurize(self, items: list[Item], store: MLData,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:

@@ -18,8 +18,8 @@ def _dataset(tmp_path: Path, stores: Stores) -> DatasetVersion:
     return version(stores.mldata, USECASE, raw, scan(raw, rules), rules.as_dict(), SplitRules())
 
 
-def _target(data: dict[str, str], to_name: str = "text") -> Target:
-    return Target("bbc", USECASE.classes, to_name, lambda item: data)
+def _target(data: dict[str, str], to_name: str = "text", round_trip: bool = True) -> Target:
+    return Target("bbc", USECASE.classes, to_name, lambda item, media: data, round_trip)
 
 
 def test_labels_are_exported_in_label_studio_format_and_stored_per_split(
@@ -55,6 +55,19 @@ def test_the_kept_export_names_images_without_carrying_them(tmp_path: Path,
     assert all(set(t["data"]) == {"item_id", "path", "content"} for t in tasks)
     assert tasks[0]["annotations"][0]["result"][0]["to_name"] == "image"
     assert len(stores.labels.load(dataset.id, "test")) == 10
+
+
+def test_without_a_round_trip_the_dataset_labels_stand_and_no_export_is_written(
+        tmp_path: Path, stores: Stores) -> None:
+    dataset = _dataset(tmp_path, stores)
+    stored = store_labels(stores.labels, dataset, _target({"text": "t"}, round_trip=False))
+    assert (stored.tool, stored.tasks, stored.exported, stored.labels) == ("direct", 0, 0, 50)
+    assert stores.labels.kept(dataset.id, "train") is None
+    expected = {i.item_id: i.label for i in dataset.split("train")}
+    assert stores.labels.load(dataset.id, "train") == expected
+    with stores.db.connect() as conn:
+        assert conn.execute("SELECT DISTINCT creator FROM test_labels").fetchall() == [
+            (DATASET_LABELER,)]
 
 
 def test_relabelling_the_same_version_adds_no_rows(tmp_path: Path, stores: Stores) -> None:
@@ -103,7 +116,8 @@ def test_folder_labels_are_marked_as_converted_pre_annotations() -> None:
     from usecases.workflow.usecase import Item
 
     (task,) = export_tasks([Item("a/1", "a/1.txt", "tech", "train", "g", "c", "s")],
-                           lambda i: {"text": "t"}, "2026-01-01T00:00:00+00:00", "text")
+                           lambda i, media: {"text": "t"}, "2026-01-01T00:00:00+00:00",
+                           "text")
     (annotation,) = task["annotations"]
     assert annotation["parent_prediction"] == task["predictions"][0]["id"]
     assert _label(annotation, _annotation("sport", "2025-12-31")) == "sport"
