@@ -128,6 +128,24 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
         assert f"quarantined {path}" in run.stderr
 
 
+def test_a_rerun_with_the_same_inputs_reuses_the_model_and_retrain_trains_anew(
+        tmp_path: Path) -> None:
+    raw, home = write_bbc(tmp_path / "raw", per_class=8), tmp_path / "home"
+    models = []
+    for number, flags in enumerate(([], [], ["--retrain"], ["--seed", "7"])):
+        report_path = tmp_path / f"r{number}.json"
+        run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--smoke",
+                  "0", "--report", str(report_path), "--no-label-studio", *flags, home=home)
+        assert run.returncode == 0, run.stderr[-3000:]
+        report = json.loads(report_path.read_text())["usecases"]["bbc"]
+        models.append((report["model"]["version"], report["model"]["reused"],
+                       report["test_accuracy"]))
+    (first, _, accuracy), again, retrained, reseeded = models
+    assert again == (first, True, accuracy)  # evaluated again, not trained again
+    assert retrained[:2] == (first + 1, False)
+    assert reseeded[:2] == (first + 2, False)  # another seed is another search
+
+
 def test_max_bytes_is_a_flag(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=16)
     run = cdl("demo", "--usecase", "bbc", "--data", str(raw), "--trials", "1", "--max-bytes",

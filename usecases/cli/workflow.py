@@ -55,6 +55,9 @@ def demo(
         "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
         "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a model version "
+                                          "from the same data, features, code and search is "
+                                          "registered (it is reused otherwise).")] = False,
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import run
@@ -63,7 +66,8 @@ def demo(
     def action() -> None:
         state = State.from_env()
         cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
-                                       trials=trials, gate=gate, seed=seed, smoke=smoke))
+                                       trials=trials, gate=gate, seed=seed, smoke=smoke,
+                                       retrain=retrain))
                  for case in usecases_named(usecase, data)]
         run.check_sources(cases)
         with progress_display() as display, run.open_run(

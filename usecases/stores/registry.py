@@ -40,6 +40,8 @@ class ModelVersion:
     test_accuracy: float | None
     gate_threshold: float | None
     gate_passed: bool | None
+    experiment_id: int | None = None
+    training_key: str | None = None
 
 
 def code_version(repo: Path) -> str:
@@ -83,7 +85,8 @@ class ModelRegistry(Protocol):
     def register(self, name: str, usecase: str, dataset_version: str,
                  experiment_id: int | None, hparams: dict[str, Any],
                  val_metrics: dict[str, float], code: str,
-                 export: Callable[[Path], None]) -> ModelVersion:
+                 export: Callable[[Path], None],
+                 training_key: str | None = None) -> ModelVersion:
         """Create the next version of ``name``; ``export(folder)`` writes its artifacts."""
 
     def record_evaluation(self, name: str, version: int, test_accuracy: float,
@@ -92,6 +95,10 @@ class ModelRegistry(Protocol):
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """A version (the latest when ``version`` is None); a CDLError if there is none."""
+
+    def trained(self, name: str, training_key: str) -> ModelVersion | None:
+        """The newest version trained from these inputs (``training_key``) whose artifacts are
+        intact, if any."""
 
     def orphans(self) -> list[Path]:
         """Artifact folders no version row points at (a run stopped while registering)."""
@@ -115,6 +122,7 @@ class LocalModelRegistry:
         val_metrics: dict[str, float],
         code: str,
         export: Callable[[Path], None],
+        training_key: str | None = None,
     ) -> ModelVersion:
         """Create the next version of ``name``; ``export(folder)`` writes its artifacts."""
         with self.db.connect() as conn:
@@ -132,10 +140,10 @@ class LocalModelRegistry:
                     json.dumps(_digest_tree(staging), indent=1))
             conn.execute(
                 "INSERT INTO model_versions (name, version, usecase, dataset_version,"
-                " experiment_id, hparams, val_metrics, code_version, artifact_path)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " experiment_id, hparams, val_metrics, code_version, artifact_path,"
+                " training_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (name, version, usecase, dataset_version, experiment_id, Jsonb(hparams),
-                 Jsonb(val_metrics), code, str(folder)),
+                 Jsonb(val_metrics), code, str(folder), training_key),
             )
         return self.get(name, version)
 
@@ -168,7 +176,23 @@ class LocalModelRegistry:
             val_metrics=row["val_metrics"], code_version=row["code_version"],
             artifact_path=Path(row["artifact_path"]), test_accuracy=row["test_accuracy"],
             gate_threshold=row["gate_threshold"], gate_passed=row["gate_passed"],
+            experiment_id=row["experiment_id"], training_key=row["training_key"],
         )
+
+    def trained(self, name: str, training_key: str) -> ModelVersion | None:
+        """The newest version trained from these inputs whose artifacts are intact."""
+        with self.db.connect() as conn:
+            rows = conn.execute("SELECT version FROM model_versions WHERE name = %s"
+                                " AND training_key = %s ORDER BY version DESC",
+                                (name, training_key)).fetchall()
+        for (number,) in rows:
+            found = self.get(name, number)
+            try:
+                verify_artifacts(found.artifact_path)
+            except CDLError:
+                continue
+            return found
+        return None
 
     def orphans(self) -> list[Path]:
         with self.db.connect() as conn:

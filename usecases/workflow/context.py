@@ -34,6 +34,7 @@ class RunOptions:
     seed: int = defaults.SEED
     smoke: int = defaults.SMOKE
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    retrain: bool = False  # train even when a version from the same inputs is registered
 
 
 @dataclass

@@ -8,6 +8,8 @@ trains (PyTorchTrial or Keras through the Core API) is the use case's ``train``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -182,6 +184,7 @@ class Trained:
     best: Trial
     search: SearchResult
     test_accuracy: float
+    reused: bool = False  # an earlier version trained from the same inputs
 
 
 def evaluate(usecase: UseCase, registry: ModelRegistry, version: int | None, features: Path,
@@ -209,25 +212,67 @@ def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Tra
     config = load_experiment(usecase.model_dir / ("adaptive.yaml" if searching
                                                   else "const.yaml"))
     config["data"] = {**config.get("data", {}), "features": str(prepared.features)}
-    if searching:
-        epochs = int(config["searcher"]["max_time"])
-        with ctx.stage(case, "search", f"{name}: ASHA search over {options.trials} trials"):
-            result = search(train, config, options.trials, options.seed,
-                            ctx.display.trials(options.trials, epochs))
+    code = code_version(usecase.model_dir)
+    key = training_key(prepared, config, options.trials, options.seed, code)
+    reused = None if options.retrain else stores.models.trained(usecase.model_name, key)
+    if reused is not None:
+        with ctx.stage(case, "search", f"{name}: model v{reused.version} reused (same data, "
+                       "features, code and search; --retrain trains anew)"):
+            result, best = earlier_search(ctx, config, reused)
+        registered = reused
     else:
-        epochs = training_epochs(config, config["hyperparameters"])
-        with ctx.stage(case, "train", f"{name}: training (single run)"):
-            result = single(train, config, ctx.display.trials(1, epochs))
-    best, checkpoint = result.best()
-    with ctx.stage(case, "register", f"{name}: registering the best checkpoint"):
-        discard_checkpoints(result, keep=best)
-        experiment = stores.experiments.record(name, prepared.dataset.id, result.config,
-                                               result.trials)
-        registered = stores.models.register(
-            usecase.model_name, name, prepared.dataset.id, experiment, best.hparams,
-            best.val_metrics, code_version(usecase.model_dir),
-            lambda folder: usecase.export(checkpoint, best.hparams, prepared.features, folder))
+        if searching:
+            epochs = int(config["searcher"]["max_time"])
+            with ctx.stage(case, "search",
+                           f"{name}: ASHA search over {options.trials} trials"):
+                result = search(train, config, options.trials, options.seed,
+                                ctx.display.trials(options.trials, epochs))
+        else:
+            epochs = training_epochs(config, config["hyperparameters"])
+            with ctx.stage(case, "train", f"{name}: training (single run)"):
+                result = single(train, config, ctx.display.trials(1, epochs))
+        best, checkpoint = result.best()
+        with ctx.stage(case, "register", f"{name}: registering the best checkpoint"):
+            discard_checkpoints(result, keep=best)
+            experiment = stores.experiments.record(name, prepared.dataset.id, result.config,
+                                                   result.trials)
+            registered = stores.models.register(
+                usecase.model_name, name, prepared.dataset.id, experiment, best.hparams,
+                best.val_metrics, code,
+                lambda folder: usecase.export(checkpoint, best.hparams, prepared.features,
+                                              folder), key)
     with ctx.stage(case, "evaluate", f"{name}: evaluating on the held-out test set"):
         evaluated, accuracy = evaluate(usecase, stores.models, registered.version,
                                        prepared.features, options.gate)
-    return Trained(evaluated, best, result, accuracy)
+    return Trained(evaluated, best, result, accuracy, reused=reused is not None)
+
+
+def training_key(prepared: Prepared, config: dict[str, Any], trials: int, seed: int,
+                 code: str) -> str:
+    """What a model version is trained from, as one digest: the dataset version, the
+    features (their folder is named by their own cache key), the experiment config, the
+    search budget and seed, and the code: its commit and, since a checkout may have local
+    changes, the digest of the ``usecases`` sources themselves."""
+    inputs = {"dataset": prepared.dataset.id, "features": prepared.features.name,
+              "config": config, "trials": trials, "seed": seed, "code": code,
+              "sources": sources_digest()}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def sources_digest() -> str:
+    root = Path(__file__).resolve().parents[1]  # the usecases package
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".yaml", ".sql") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def earlier_search(ctx: Context, config: dict[str, Any],
+                   version: ModelVersion) -> tuple[SearchResult, Trial]:
+    """The recorded search a reused version came from, and its winning trial."""
+    trials = (ctx.stores.experiments.trials(version.experiment_id)
+              if version.experiment_id is not None else [])
+    best = next((t for t in trials if t.state == "completed" and t.hparams == version.hparams),
+                Trial(0, version.hparams, "completed", [version.val_metrics]))
+    return SearchResult(config, trials or [best]), best

@@ -41,6 +41,7 @@ class ModelReport:
     hparams: dict[str, Any]
     artifact: str
     code_version: str
+    reused: bool = False  # trained by an earlier run from the same inputs
 
 
 @dataclass

@@ -150,7 +150,7 @@ def report(case: Case, prepared: Prepared, trained: model.Trained) -> UseCaseRep
         dataset=DatasetReport.of(prepared.dataset),
         labeling=prepared.labeling,
         model=ModelReport(version.name, version.version, best.hparams,
-                          str(version.artifact_path), version.code_version),
+                          str(version.artifact_path), version.code_version, trained.reused),
         search=SearchReport(len(result.trials),
                             sum(t.state == "completed" for t in result.trials),
                             sum(t.state == "pruned" for t in result.trials)),
