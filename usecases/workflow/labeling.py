@@ -195,13 +195,14 @@ def open_project(client: LabelStudioClient, target: Target, split: str) -> tuple
 
 
 def import_tasks(labels: Labels, dataset: DatasetVersion, target: Target,
-                 client: LabelStudioClient, split: str,
+                 client: LabelStudioClient, split: str, opened: tuple[int, Path | None],
                  stop: threading.Event | None = None) -> int:
-    """The split's tasks its project lacks, imported in batches and recorded once all are
-    in; returns how many were imported (stops between batches when ``stop`` is set)."""
+    """The split's tasks its project (``opened``: from :func:`open_project`) lacks, imported
+    in batches and recorded once all are in; returns how many were imported (stops between
+    batches when ``stop`` is set)."""
     from usecases.stores.labelstudio import IMPORT_BATCH
 
-    project, media = open_project(client, target, split)
+    project, media = opened
     wanted = {(i.item_id, i.content): i for i in dataset.split(split)}
     count = client.task_count(project)
     if labels.imported(dataset.id, split) == project and count >= len(wanted):
@@ -219,12 +220,10 @@ def import_tasks(labels: Labels, dataset: DatasetVersion, target: Target,
     return imported
 
 
-def export_changed(labels: Labels, dataset: DatasetVersion, target: Target,
-                   client: LabelStudioClient, split: str, people: dict[int, str]) -> tuple[
-                       int, int]:
+def export_changed(labels: Labels, dataset: DatasetVersion, client: LabelStudioClient,
+                   split: str, project: int, people: dict[int, str]) -> tuple[int, int]:
     """The split's tasks changed since the previous export, merged into the label tables;
     returns (annotations read, rows written)."""
-    project, _ = open_project(client, target, split)
     previous = labels.listed_at(dataset.id, split, TOOL)
     since = datetime.fromisoformat(previous) - CLOCK_MARGIN if previous else None
     listed_at = datetime.now(UTC)
@@ -265,13 +264,14 @@ def label_with_studio(labels: Labels, dataset: DatasetVersion, target: Target,
         clock = now
 
     for split in splits:
-        summary.imported += import_tasks(labels, dataset, target, client, split)
-        project, _ = open_project(client, target, split)
+        opened = open_project(client, target, split)
+        project = opened[0]
+        summary.imported += import_tasks(labels, dataset, target, client, split, opened)
         lap("import")
         if target.round_trip:
             client.convert_predictions(project)
             lap("convert")
-        annotations, exported = export_changed(labels, dataset, target, client, split, people)
+        annotations, exported = export_changed(labels, dataset, client, split, project, people)
         lap("export")
         summary.projects[split] = project
         summary.tasks += len(dataset.split(split))
@@ -288,7 +288,8 @@ def import_in_background(labels: Labels, dataset: DatasetVersion, target: Target
                          stop: threading.Event) -> int:
     """Every split's missing tasks, for a run's background worker."""
     opened = client()
-    return sum(import_tasks(labels, dataset, target, opened, split, stop) for split in SPLITS)
+    return sum(import_tasks(labels, dataset, target, opened, split,
+                            open_project(opened, target, split), stop) for split in SPLITS)
 
 
 def baseline_export(labels: Labels, dataset: DatasetVersion) -> ExportSummary:
