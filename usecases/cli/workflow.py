@@ -196,13 +196,20 @@ def _interrupt(signum: int, frame: Any) -> None:
 def scoring(
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
 ) -> None:
-    """Summarise Scoring Data: requests, class mix, latency percentiles, drift (JSON)."""
+    """Summarise Scoring Data: requests, class mix, latency percentiles, drift, and rows
+    still in the spool or lost (JSON)."""
+    from usecases.serving.scoring import spool_root, spooled
     from usecases.stores.local import open_stores
+    from usecases.workflow.deploy import served_models
     from usecases.workflow.scoring import summarize
 
     def action() -> None:
-        with open_stores(State.from_env()) as stores:
-            print(json.dumps(summarize(stores.scoring, model), indent=2))
+        state = State.from_env()
+        with open_stores(state) as stores:
+            # the spool before the table: a row moving from one to the other meanwhile is
+            # then found in the table, never in neither
+            waiting = list(spooled(spool_root(served_models(state))))
+            print(json.dumps(summarize(stores.scoring, model, waiting), indent=2))
 
     guarded(action)
 

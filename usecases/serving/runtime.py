@@ -1,13 +1,14 @@
 """The MLServer runtimes. ``CDLRuntime`` holds what is not about one model (artifacts, request
-limits, clear 4xx errors, encoding, the scoring log); each use case adds decoding and inference.
-Model code is imported when a model loads, so serving one model never imports the other's
-framework."""
+limits, the V2 contract, clear 4xx errors, encoding, the scoring log); each use case adds
+decoding and inference. Model code is imported when a model loads, so serving one model never
+imports the other's framework."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +16,47 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.errors import InferenceError, MLServerError
-from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
+from mlserver.types import InferenceRequest, InferenceResponse
 
+from .contract import INPUTS, Violation, check
 from .limits import MAX_REQUEST_BYTES
-from .scoring import Score, ScoringLog, digest, now
-
-IMAGE_SHAPE = (28, 28)  # Fashion-MNIST
+from .scoring import Score, ScoringLog, digest, now, spool_root
 
 
 class BadRequest(InferenceError):
     """A request the client must fix; MLServer answers it with HTTP 400."""
 
 
-class CDLRuntime(MLModel):
-    """Subclasses set ``input_name``, implement ``load_model``, ``decode`` and ``infer``."""
+@dataclass
+class Items:
+    """The declared input of a request, checked against its declaration: its shape and its
+    items, flat in row-major order."""
 
-    input_name = "input"
+    shape: list[int]
+    flat: list[Any]
+
+
+class CDLRuntime(MLModel):
+    """Subclasses implement ``load_model``, ``decode`` and ``infer``; their input is the one
+    ``contract.INPUTS`` declares under the class's name."""
 
     async def load(self) -> bool:
         params = self.settings.parameters
         uri = params.uri if params is not None and params.uri else "."
-        folder = Path(uri)
-        if not folder.is_absolute() and self.settings._source:
-            folder = Path(self.settings._source).parent / folder
+        source = Path(self.settings._source).parent if self.settings._source else Path.cwd()
+        folder = Path(uri) if Path(uri).is_absolute() else source / uri
         self.artifacts = folder
         self.meta: dict[str, Any] = json.loads((folder / "model.json").read_text())
         self.classes: list[str] = list(self.meta["classes"])
+        self.declared = INPUTS[type(self).__name__]
         extra = (params.extra or {}) if params is not None else {}
         self.max_request_bytes = int(extra.get("max_request_bytes", MAX_REQUEST_BYTES))
         self.model_version = str(self.version or "")
-        self.scoring = ScoringLog()
         self.load_model()
+        # the model folder sits in the served repository, which keeps the spool of all its
+        # models
+        self.scoring = ScoringLog(spool_root(source.parent))
+        self.scoring.start()
         self.ready = True
         return self.ready
 
@@ -56,7 +67,7 @@ class CDLRuntime(MLModel):
     def load_model(self) -> None:
         raise NotImplementedError
 
-    def decode(self, request_input: RequestInput) -> tuple[Any, list[bytes]]:
+    def decode(self, items: Items) -> tuple[Any, list[bytes]]:
         """Model inputs for the batch and each item's raw bytes (for size and hashes)."""
         raise NotImplementedError
 
@@ -68,13 +79,22 @@ class CDLRuntime(MLModel):
         """What the scoring log keeps of an input: (text, pixels)."""
         return None, None
 
-    def _input(self, payload: InferenceRequest) -> RequestInput:
-        for request_input in payload.inputs:
-            if request_input.name == self.input_name:
-                return request_input
+    def _input(self, payload: InferenceRequest) -> Items:
+        name = self.declared["name"]
         names = [i.name for i in payload.inputs]
-        raise BadRequest(f"input {self.input_name!r} is missing (got {names}); see "
-                         f"GET /v2/models/{self.name} for the expected inputs")
+        if name not in names:
+            raise BadRequest(f"input {name!r} is missing (got {names}); see "
+                             f"GET /v2/models/{self.name} for the expected inputs")
+        if names != [name]:
+            raise BadRequest(f"send one input, {name!r}, and no other (got {names}); see "
+                             f"GET /v2/models/{self.name} for the expected inputs")
+        request_input = payload.inputs[0]
+        shape = list(request_input.shape)
+        try:
+            return Items(shape, check(self.declared, request_input.datatype, shape,
+                                      request_input.data.root))
+        except Violation as exc:
+            raise BadRequest(str(exc)) from None
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         start = time.perf_counter()
@@ -106,31 +126,35 @@ class CDLRuntime(MLModel):
 class NewsRuntime(CDLRuntime):
     """Text in (BYTES ``text``, shape [n]), class name and probabilities out."""
 
-    input_name = "text"
-
     def load_model(self) -> None:
         import torch
 
-        from .news import Vocabulary, load_network
+        from .news import load_network
+        from .text import Vocabulary
 
         torch.set_num_threads(max(1, int(self.meta.get("threads", 1))))
         self.vocab = Vocabulary.load(self.artifacts / "vocab.txt")
         self.network = load_network(self.artifacts, self.meta)
 
-    def decode(self, request_input: Any) -> tuple[list[str], list[bytes]]:
-        if request_input.datatype != "BYTES":
-            raise BadRequest(f"input 'text' must have datatype BYTES, not "
-                             f"{request_input.datatype}")
-        try:
-            texts = StringCodec.decode_input(request_input)
-        except Exception as exc:
-            raise BadRequest(f"input 'text' is not a list of UTF-8 strings ({exc})") from None
-        if not texts:
-            raise BadRequest("input 'text' holds no items")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
+    def decode(self, items: Items) -> tuple[list[str], list[bytes]]:
+        texts, raws = [], []
+        for i, item in enumerate(items.flat):
+            try:
+                # JSON brings str; gRPC brings the UTF-8 bytes
+                text = item.decode() if isinstance(item, bytes) else item
+                raw = text.encode() if isinstance(text, str) else None
+            except UnicodeError:
+                raise BadRequest(f"input 'text' item {i} is not valid UTF-8 text") from None
+            if raw is None:
+                raise BadRequest(f"input 'text' item {i} is not a string; send the article's "
+                                 "text")
+            if not text.strip():
                 raise BadRequest(f"input 'text' item {i} is empty; send the article's text")
-        return texts, [t.encode() for t in texts]
+            if "\0" in text:  # PostgreSQL's text cannot hold it, and no article does
+                raise BadRequest(f"input 'text' item {i} holds a NUL character")
+            texts.append(text)
+            raws.append(raw)
+        return texts, raws
 
     def infer(self, inputs: list[str]) -> np.ndarray:
         import torch
@@ -146,8 +170,6 @@ class NewsRuntime(CDLRuntime):
 class FashionRuntime(CDLRuntime):
     """28×28 uint8 pixels in (UINT8 ``pixels``, shape [n, 28, 28]), class name out."""
 
-    input_name = "pixels"
-
     def load_model(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
@@ -155,21 +177,13 @@ class FashionRuntime(CDLRuntime):
         self.model = keras.models.load_model(self.artifacts / self.meta.get("weights",
                                                                            "model.keras"))
 
-    def decode(self, request_input: Any) -> tuple[np.ndarray, list[bytes]]:
-        if request_input.datatype != "UINT8":
-            raise BadRequest(f"input 'pixels' must have datatype UINT8 (0..255), not "
-                             f"{request_input.datatype}")
-        shape = list(request_input.shape)
-        if len(shape) != 3 or tuple(shape[1:]) != IMAGE_SHAPE or shape[0] < 1:
-            raise BadRequest(f"input 'pixels' must have shape [n, 28, 28], not {shape}")
-        try:
-            pixels = NumpyCodec.decode_input(request_input)
-        except Exception as exc:
-            raise BadRequest(f"input 'pixels' data does not fill shape {shape} ({exc})") from None
-        pixels = np.asarray(pixels).reshape(-1, *IMAGE_SHAPE)
-        if pixels.min() < 0 or pixels.max() > 255:
-            raise BadRequest("input 'pixels' values must lie in 0..255")
-        pixels = pixels.astype(np.uint8)
+    def decode(self, items: Items) -> tuple[np.ndarray, list[bytes]]:
+        values = np.asarray(items.flat)
+        # integers only: numpy would truncate 3.7 to 3, wrap 256 to 0 and read true as 1
+        if (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255
+                or any(isinstance(v, bool) for v in items.flat)):
+            raise BadRequest("input 'pixels' values must be integers in 0..255")
+        pixels = values.astype(np.uint8).reshape(items.shape)
         return pixels, [image.tobytes() for image in pixels]
 
     def infer(self, inputs: np.ndarray) -> np.ndarray:

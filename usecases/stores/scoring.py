@@ -13,9 +13,10 @@ to: the cluster side is a ``ScoringStore`` over that server, and this class is i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from usecases.stores.database import Database
 
@@ -32,6 +33,18 @@ class ServedVersion:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+
+
+@dataclass(frozen=True)
+class ServerRows:
+    """The numbered rows of one scoring log (one model in one server process) in the table."""
+
+    model: str
+    version: str
+    server_id: str
+    rows: int
+    last: int  # the highest number stored
+    spooled_stored: int  # how many of the numbers asked about are stored
 
 
 class ScoringStore(Protocol):
@@ -53,21 +66,29 @@ class ScoringStore(Protocol):
         """Predictions recorded for ``model`` at or after ``since``."""
         ...
 
+    def server_rows(self, spooled: Sequence[tuple[str, int]],
+                    model: str | None = None) -> list[ServerRows]:
+        """Per scoring log with numbered rows (only ``model``'s when given): how many rows,
+        the highest number, and how many of the ``spooled`` (server id, number) pairs are
+        stored; all from one snapshot of the table."""
+        ...
+
 
 class PostgresScoringStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def _fetch(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        with self.db.connect() as conn:
+            return conn.execute(sql, params).fetchall()
+
     def served_versions(self, model: str | None = None) -> list[ServedVersion]:
         where, params = ("WHERE model = %s", (model,)) if model else ("", ())
-        with self.db.connect() as conn:
-            rows = conn.execute(
-                "SELECT model, model_version, count(*), min(at), max(at),"
-                " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
-                " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),"
-                " percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
-                f" FROM scoring_data {where} GROUP BY 1, 2 ORDER BY 1, 2", params).fetchall()
-        return [ServedVersion(*row) for row in rows]
+        percentiles = ", ".join(f"percentile_cont({q}) WITHIN GROUP (ORDER BY latency_ms)"
+                                for q in (0.5, 0.95, 0.99))
+        return [ServedVersion(*row) for row in self._fetch(
+            f"SELECT model, model_version, count(*), min(at), max(at), {percentiles}"
+            f" FROM scoring_data {where} GROUP BY 1, 2 ORDER BY 1, 2", params)]
 
     def served_classes(self, model: str, version: str) -> dict[str, int]:
         with self.db.connect() as conn:
@@ -90,3 +111,14 @@ class PostgresScoringStore:
             row = conn.execute("SELECT count(*) FROM scoring_data WHERE model = %s"
                                " AND at >= %s", (model, since)).fetchone()
         return int(row[0]) if row else 0
+
+    def server_rows(self, spooled: Sequence[tuple[str, int]],
+                    model: str | None = None) -> list[ServerRows]:
+        where, params = ("AND d.model = %s", (model,)) if model else ("", ())
+        return [ServerRows(*row) for row in self._fetch(
+            "WITH spooled (server_id, seq) AS (SELECT * FROM unnest(%s::text[],"
+            " %s::bigint[])) SELECT d.model, d.model_version, d.server_id, count(*),"
+            " max(d.seq), count(s.seq) FROM scoring_data d LEFT JOIN spooled s"
+            " ON s.server_id = d.server_id AND s.seq = d.seq"
+            f" WHERE d.server_id IS NOT NULL {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            ([server for server, _ in spooled], [seq for _, seq in spooled], *params))]

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from usecases.errors import CDLError
+from usecases.serving.contract import tensors
 from usecases.state import State, atomic_write, staged_dir
 from usecases.stores.registry import ModelRegistry, ModelVersion, verify_artifacts
 from usecases.stores.scoring import ScoringStore
@@ -59,11 +60,14 @@ def write_folder(folder: Path, name: str, version: int, runtime: str, artifacts:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copytree(artifacts, staging / "artifacts",
                         ignore=shutil.ignore_patterns("checkpoint", "digests.json"))
+        classes = json.loads((staging / "artifacts" / "model.json").read_text())["classes"]
         settings: dict[str, Any] = {
             "name": name,
             "implementation": f"{SERVING_PACKAGE}.{runtime}",
             "parameters": {"uri": "./artifacts", "version": str(version),
                            "extra": {"max_request_bytes": max_request_bytes}},
+            # the V2 metadata (GET /v2/models/<name>): what the runtime enforces
+            **tensors(runtime, len(classes)),
         }
         if max_batch_size > 1:
             settings.update(max_batch_size=max_batch_size, max_batch_time=max_batch_time)
