@@ -52,8 +52,11 @@ if [ -z "${CDL_DATASETS:-}" ]; then
     done
 fi
 if [ -z "${CDL_DATASETS:-}" ]; then
-    echo "setup: the raw BBC dataset was not found; set CDL_DATASETS to the folder holding bbc/" >&2
-    exit 1
+    # No copy beside the repository: download the publisher's archive into CDL_HOME/datasets,
+    # verified by its content (a later run finds the verified copy there and does nothing).
+    echo "setup: no raw BBC dataset beside the repository; fetching it into CDL_HOME/datasets" >&2
+    bbc="$(.venv/bin/cdl data fetch bbc)"
+    CDL_DATASETS="$(dirname "$bbc")"
 fi
 export CDL_DATASETS
 

@@ -257,7 +257,7 @@ class State:
                     return None
                 info = _parse_holder(os.pread(fd, 4096, 0))
                 late = time.monotonic() >= deadline
-                if info is not None and (late or _alive(info["pid"])):
+                if info is not None and (late or alive(info["pid"])):
                     return info
                 if late:
                     return Holder(pid=None, command=None, since=None)
@@ -321,9 +321,17 @@ def _parse_holder(raw: bytes) -> Holder | None:
     return Holder(pid=pid, command=command, since=since if isinstance(since, str) else None)
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs; an exited child of ours is reaped (it would read as
+    alive until then)."""
     if pid is None or pid <= 0:
         return False
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

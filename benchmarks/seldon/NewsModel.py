@@ -19,7 +19,8 @@ from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
 class NewsModel(ModelFolder):
     def load(self) -> None:
         import torch
-        from cdl_serving.news import Vocabulary, load_network
+        from cdl_serving.news import load_network
+        from cdl_serving.text import Vocabulary
 
         # as NewsRuntime.load_model: one intra-op thread unless model.json says otherwise
         torch.set_num_threads(max(1, int(self.meta.get("threads", 1))))

@@ -35,6 +35,8 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))))
     ["ops", "no-such-playbook"],
     ["preflight", "--stack", "no-such-stack"],
     ["scoring", "--help"],
+    ["status"],
+    ["data", "fetch", "fmnist"],
 ])
 def test_commands_that_neither_train_nor_serve_load_no_ml_framework(
         tmp_path: Path, args: list[str]) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from usecases.defaults import MAX_FILE_BYTES, MIN_CHARS
-from usecases.serving.news import Vocabulary, tokenize
+from usecases.serving.text import Vocabulary, tokenize
 from usecases.workflow.usecase import Candidate
 
 __all__ = ["CLASSES", "TextRules", "Vocabulary", "clean", "scan", "tokenize", "validate"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import warnings
 
-from usecases.cli import cloud, services, workflow  # each registers its commands on the app
+from usecases.cli import cloud, data, services, status, workflow  # each registers its commands
 from usecases.cli.common import app
 
-__all__ = ["app", "cloud", "main", "services", "workflow"]
+__all__ = ["app", "cloud", "data", "main", "services", "status", "workflow"]
 
 
 def main() -> None:

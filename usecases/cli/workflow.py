@@ -58,10 +58,17 @@ def demo(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a model version "
                                           "from the same data, features, code and search is "
                                           "registered (it is reused otherwise).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Let TensorFlow's own log lines "
+                                          "(CPU features, oneDNN) through.")] = False,
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import run
     from usecases.workflow.context import Case, RunOptions
+
+    if verbose:
+        # main() quiets them by default. Nothing has imported TensorFlow yet, and MLServer's
+        # process (its log file) inherits this environment too.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
     def action() -> None:
         state = State.from_env()

@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from usecases.errors import CDLError
-from usecases.state import State, atomic_write
+from usecases.state import State, alive, atomic_write
 
 VERSION = "1.23.2"  # the server scripts/setup.sh installs; the adapter is tested against it
 DEFAULT_PORT = 8089
@@ -125,7 +125,7 @@ class EmbeddedLabelStudio:
         return self.state.logs / "label-studio.log"
 
     @property
-    def _pid_file(self) -> Path:
+    def pid_file(self) -> Path:
         return self.root / "server.json"
 
     @property
@@ -197,16 +197,16 @@ class EmbeddedLabelStudio:
 
     def running(self) -> Studio | None:
         """The server this state directory started, if it still answers."""
-        if not self._pid_file.exists():
+        if not self.pid_file.exists():
             return None
-        recorded = json.loads(self._pid_file.read_text())
+        recorded = json.loads(self.pid_file.read_text())
         url = f"http://127.0.0.1:{recorded['port']}"
-        alive = _alive(int(recorded["pid"]))
-        if alive and healthy(url):
+        running = alive(int(recorded["pid"]))
+        if running and healthy(url):
             return Studio(url, self.credentials()["token"], self.credentials_file, self.media,
                           self.root / "export")
-        if not alive:
-            self._pid_file.unlink(missing_ok=True)
+        if not running:
+            self.pid_file.unlink(missing_ok=True)
         return None
 
     def start(self) -> Studio:
@@ -223,7 +223,7 @@ class EmbeddedLabelStudio:
             process = subprocess.Popen(command, env=env, cwd=self.root, stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
-        atomic_write(self._pid_file, json.dumps({"pid": process.pid, "port": self.port}))
+        atomic_write(self.pid_file, json.dumps({"pid": process.pid, "port": self.port}))
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + _START_TIMEOUT
         while not healthy(url):
@@ -237,33 +237,19 @@ class EmbeddedLabelStudio:
                       self.root / "export")
 
     def stop(self) -> None:
-        if not self._pid_file.exists():
+        if not self.pid_file.exists():
             return
-        pid = int(json.loads(self._pid_file.read_text())["pid"])
+        pid = int(json.loads(self.pid_file.read_text())["pid"])
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(pid):
+            if alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        self._pid_file.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child
-        if finished:
-            return False
-    except ChildProcessError:
-        pass  # not our child: ask the kernel
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        self.pid_file.unlink(missing_ok=True)
 
 
 def _last_line(path: Path) -> str:

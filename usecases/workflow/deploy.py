@@ -194,7 +194,7 @@ def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_d
         process = subprocess.Popen([_mlserver(), "start", str(repository)], cwd=repository,
                                    env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    owner = repository / _OWNER
+    owner = repository / SERVER_RECORD
     atomic_write(owner, json.dumps({"pid": process.pid, "owner": os.getpid()}))
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -205,10 +205,10 @@ def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_d
         owner.unlink(missing_ok=True)
 
 
-_OWNER = ".mlserver.json"  # the server started here and the process that started it
+SERVER_RECORD = ".mlserver.json"  # the server started here and the process that started it
 
 
-def _running(pid: int, name: str) -> bool:
+def process_running(pid: int, name: str) -> bool:
     try:
         return name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
@@ -217,14 +217,14 @@ def _running(pid: int, name: str) -> bool:
 
 def _stop_orphan(repository: Path) -> None:
     try:
-        recorded = json.loads((repository / _OWNER).read_text())
+        recorded = json.loads((repository / SERVER_RECORD).read_text())
         pid, owner = int(recorded["pid"]), int(recorded["owner"])
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if _running(pid, "mlserver") and not Path(f"/proc/{owner}").exists():
+    if process_running(pid, "mlserver") and not Path(f"/proc/{owner}").exists():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    (repository / _OWNER).unlink(missing_ok=True)
+    (repository / SERVER_RECORD).unlink(missing_ok=True)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
