@@ -90,6 +90,8 @@ class BBCNews:
         """Weights, vocabulary and label encoding: all serving needs, no Determined."""
         import torch
 
+        from usecases.serving.news import NETWORK
+
         try:
             state = torch.load(checkpoint / "state_dict.pth", map_location="cpu",
                                weights_only=False)
@@ -105,6 +107,7 @@ class BBCNews:
             "usecase": self.name,
             "classes": list(self.classes),
             "weights": "model.pt",
+            "network": NETWORK,
             "n_features": n_features,
             "hidden_size": int(hparams["hidden_size"]),
             "dropout": float(hparams["dropout"]),
@@ -120,6 +123,10 @@ class BBCNews:
         meta = json.loads((artifact / "model.json").read_text())
         try:
             model = load_network(artifact, meta)
+        except ValueError as exc:  # a version of an earlier network
+            raise CDLError(f"model {artifact} cannot be loaded: {exc}",
+                           "run `cdl demo --retrain` to train and register a new version"
+                           ) from None
         except Exception as exc:
             weights = artifact / meta.get("weights", "model.pt")
             raise CDLError(f"model weights {weights} are corrupt ({type(exc).__name__})",

@@ -53,7 +53,8 @@ def fit(core_context: Any, callback: Any, config: dict[str, Any], hparams: dict[
     else:
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model = build(int(hparams["hidden_size"]), float(hparams["learning_rate"]),
-                          decay_steps, int(hparams.get("steps_per_execution", 1)))
+                          decay_steps, int(hparams.get("steps_per_execution", 1)),
+                          float(train_x.mean()), float(train_x.var()))
     model.fit(train_x, train_y, batch_size=batch_size, epochs=epochs,
               initial_epoch=done, validation_data=(val_x, val_y), callbacks=[callback],
               verbose=0)

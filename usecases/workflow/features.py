@@ -27,9 +27,11 @@ SPLITS = ("train", "val", "test")
 
 def _relabeled(items: list[Item], labels: dict[str, str]) -> list[Item]:
     """The split's items carrying the label stored in the label tables (which may differ from
-    the raw data's once people correct labels)."""
-    by_id = {i.item_id: i for i in items}
-    return [dataclasses.replace(by_id[item_id], label=label) for item_id, label in labels.items()]
+    the raw data's once people correct labels), in the dataset version's order: the label
+    tables' row order changes when an export is merged into them, and the features (and their
+    cache key, and so the model trained on them) must not."""
+    return [dataclasses.replace(item, label=labels[item.item_id]) for item in items
+            if item.item_id in labels]
 
 
 def model_splits(usecase: UseCase, labels: Labels,

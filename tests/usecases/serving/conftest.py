@@ -38,12 +38,12 @@ def bbc_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from usecases.bbc.dataset import CLASSES
-    from usecases.serving.news import NewsClassifier
+    from usecases.serving.news import NETWORK, NewsClassifier
 
     root = tmp_path_factory.mktemp("bbc-folder")
     words = (write_bbc(root / "raw", per_class=1) / "bbc.vocab").read_text().split()
     artifacts = _artifacts(root / "artifacts", {
-        "usecase": "bbc", "classes": list(CLASSES), "weights": "model.pt",
+        "usecase": "bbc", "classes": list(CLASSES), "weights": "model.pt", "network": NETWORK,
         "n_features": len(words), "hidden_size": 8, "dropout": 0.0})
     (artifacts / "vocab.txt").write_text("\n".join(words) + "\n")
     torch.manual_seed(0)

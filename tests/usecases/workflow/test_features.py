@@ -29,8 +29,15 @@ def test_labels_and_vocabulary_key_the_cache(tmp_path: Path, ctx: Context) -> No
     again, reused = build_features(ctx, case, dataset)
     assert reused and again == first
 
-    # A person relabels one training article: a new entry, carrying the new label.
+    # The same labels stored again in another row order (as a merged export leaves them):
+    # the same entry, so the model trained on it is reused too.
     stored = ctx.stores.labels.load(dataset.id, "train")
+    ctx.stores.labels.replace(dataset.id, "bbc", "train", [
+        Row(i, i + ".txt", label, "ann", "2026-01-01") for i, label in reversed(stored.items())])
+    reordered, reused = build_features(ctx, case, dataset)
+    assert reused and reordered == first
+
+    # A person relabels one training article: a new entry, carrying the new label.
     item_id = next(iter(stored))
     other = next(c for c in USECASE.classes if c != stored[item_id])
     rows = [Row(i, i + ".txt", other if i == item_id else label, "ann", "2026-01-01")
