@@ -141,7 +141,9 @@ def search(
             trial.report(metrics[metric], epoch)
             if progress is not None:
                 progress(trial.number, epoch, metrics)
-            return trial.should_prune()
+            # A trial that trained its full length completes (as Determined's ASHA lets it):
+            # pruned there, its finished training would be thrown away.
+            return epoch < max_epochs and trial.should_prune()
 
         history, checkpoint = train(config, hparams, max_epochs, on_validation)
         state = "completed" if checkpoint is not None else "pruned"

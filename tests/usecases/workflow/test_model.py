@@ -16,11 +16,11 @@ from usecases.workflow import model, training
 def test_search_space_is_read_from_the_determined_yaml() -> None:
     config = model.load_experiment(MODEL_DIR / "adaptive.yaml")
     assert config["searcher"]["name"] == "adaptive_asha"
-    trial = optuna.trial.FixedTrial({"global_batch_size": 64, "hidden_size": 128,
-                                     "dropout": 0.2, "learning_rate": 0.001})
+    trial = optuna.trial.FixedTrial({"global_batch_size": 64, "hidden_size": 256,
+                                     "dropout": 0.5, "learning_rate": 0.004})
     hparams = model.sample_hparams(config["hyperparameters"], trial)
-    assert hparams == {"global_batch_size": 64, "hidden_size": 128, "dropout": 0.2,
-                       "learning_rate": 0.001, "weight_decay": 0.01}
+    assert hparams == {"global_batch_size": 64, "hidden_size": 256, "dropout": 0.5,
+                       "learning_rate": 0.004, "weight_decay": 0.01}
 
 
 def test_log_hyperparameters_use_the_base_and_exponents() -> None:
