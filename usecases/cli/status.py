@@ -135,8 +135,6 @@ def mlserver(state: State) -> tuple[Service, dict[str, int]]:
 
 def latest_models(state: State, database_up: bool,
                   packaged: dict[str, int]) -> tuple[list[LatestModel] | None, str | None]:
-    import psycopg
-
     from usecases.errors import CDLError
     from usecases.stores.database import Database, EmbeddedPostgres
     from usecases.stores.registry import LocalModelRegistry
@@ -149,17 +147,12 @@ def latest_models(state: State, database_up: bool,
     registry = LocalModelRegistry(Database(url or EmbeddedPostgres(state).conninfo()),
                                   state.models)
     try:
-        versions = registry.versions()
+        latest = registry.latest()
     except CDLError as exc:
         return None, exc.problem
-    except psycopg.errors.UndefinedTable:
-        return [], None
-    except psycopg.Error as exc:
-        return None, f"cannot read the model registry ({' '.join(str(exc).split())})"
-    latest = {v.name: v for v in versions}  # ordered by name, then version
     return [LatestModel(v.name, v.version, v.usecase, v.test_accuracy, v.gate_threshold,
                         _verdict(v.gate_passed), packaged.get(v.name))
-            for v in latest.values()], None
+            for v in latest], None
 
 
 def _verdict(passed: bool | None) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -105,6 +106,10 @@ class ModelRegistry(Protocol):
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version."""
+
+    def latest(self) -> list[ModelVersion]:
+        """The newest version of each model, by name; none from a database no workflow command
+        has migrated yet (read-only callers do not migrate). Database errors are CDLErrors."""
 
 
 class LocalModelRegistry:
@@ -205,4 +210,16 @@ class LocalModelRegistry:
         with self.db.connect() as conn:
             rows = conn.execute("SELECT name, version FROM model_versions"
                                 " ORDER BY name, version").fetchall()
+        return [self.get(name, version) for name, version in rows]
+
+    def latest(self) -> list[ModelVersion]:
+        try:
+            with self.db.connect() as conn:
+                rows = conn.execute("SELECT DISTINCT ON (name) name, version FROM model_versions"
+                                    " ORDER BY name, version DESC").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        except psycopg.Error as exc:
+            raise CDLError(f"cannot read the model registry ({' '.join(str(exc).split())})",
+                           "check the database with `cdl db status`") from None
         return [self.get(name, version) for name, version in rows]
