@@ -12,6 +12,7 @@ import pytest
 from ..cli import assert_one_line_error, cdl
 from ..conftest import REPO, datasets_root, free_port
 from ..rawdata import add_bad_files, write_bbc
+from .report.browser import open_page
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +223,29 @@ def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
     assert re.compile(r"fmnist: labels \(Label Studio → PostgreSQL\): \d+\.\ds").fullmatch(
         next(line for line in lines if line.startswith("fmnist: labels")))
     assert "\r" not in run.stderr and "⠋" not in run.stderr
+    _the_report_renders(tmp_path, run.stderr)
     run = cdl("label", "--usecase", "fmnist", "--label-studio-port", str(free_port()),
               home=tmp_path / "home", env={"CDL_DATASETS": str(datasets_root())})
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)["fmnist"]
     assert summary["tasks"] == summary["labels"] == 70000
     assert summary["imported"] == 0 and summary["exported"] == summary["by_people"] == 0
+
+
+def _the_report_renders(tmp_path: Path, stderr: str) -> None:
+    """The demo's HTML page, in Chromium: both use cases with their figures, nothing fetched,
+    no console error; `cdl report` writes it again from the recorded run."""
+    page = Path(re.search(r"^report: (\S+)$", stderr, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert page.parent == tmp_path / "home" / "reports"
+    opened = open_page(page, tmp_path / "profile", tmp_path / "page.png")
+    assert opened.requests == [page.as_uri()]
+    assert opened.console == [] and opened.page_errors == []
+    alts = sorted(alt for alt, width in opened.images if width > 0)
+    assert alts == sorted(["training and validation curves of every trial",
+                           "confusion matrix on the test set",
+                           "class mix of the served predictions"] * 2)
+    html = page.read_text()
+    assert "bbc-news v1" in html and "fmnist v1" in html and "20 predictions" in html
+    run = cdl("report", home=tmp_path / "home")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "home" / "reports" / "latest.html").exists()

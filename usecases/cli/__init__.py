@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import warnings
 
-from usecases.cli import cloud, data, services, status, workflow  # each registers its commands
+# each module registers its commands
+from usecases.cli import cloud, data, report, services, status, workflow
 from usecases.cli.common import app
 
-__all__ = ["app", "cloud", "data", "main", "services", "status", "workflow"]
+__all__ = ["app", "cloud", "data", "main", "report", "services", "status", "workflow"]
 
 
 def main() -> None:

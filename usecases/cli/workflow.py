@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,6 +33,9 @@ from usecases.errors import CDLError, GateFailed
 from usecases.state import State, atomic_write
 from usecases.stores.labelstudio import DEFAULT_PORT
 from usecases.workflow.display import Display
+
+if TYPE_CHECKING:
+    from usecases.workflow.context import Context
 
 
 @app.command()
@@ -81,11 +84,13 @@ def demo(
                 state, display, "cdl demo",
                 label_studio_port if label_studio else None) as ctx:
             result = run.run(ctx, cases)
-        body = result.to_dict()
-        if report is not None:
-            atomic_write(report, json.dumps(body, indent=2) + "\n")
+            body = result.to_dict()
+            if report is not None:
+                atomic_write(report, json.dumps(body, indent=2) + "\n")
+            page = _keep_report(ctx, body)
         for name, one in body["usecases"].items():
             _summary(name, one)
+        console.print(f"\nreport: {page}", highlight=False, soft_wrap=True)
         if label_studio:
             _studio_hint(body["usecases"], label_studio_port)
         failures = [f for f in (r.gate_error(n) for n, r in result.usecases.items()) if f]
@@ -93,6 +98,15 @@ def demo(
             raise GateFailed("; ".join(f.problem for f in failures), failures[0].fix)
 
     guarded(action)
+
+
+def _keep_report(ctx: Context, body: dict[str, Any]) -> Path:
+    """Record the run where `cdl report` reads it, and write its HTML page."""
+    from usecases.cli.report import reports_dir, write_report
+    from usecases.report.page import keep_run
+
+    keep_run(reports_dir(ctx.state), body)
+    return write_report(ctx.state, ctx.stores, body)
 
 
 def _studio_hint(results: dict[str, dict[str, Any]], port: int) -> None:

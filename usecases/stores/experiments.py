@@ -24,7 +24,8 @@ class Trial:
     number: int
     hparams: dict[str, Any]
     state: str  # "completed" | "pruned"
-    history: list[dict[str, float]] = field(default_factory=list)  # validation, per epoch
+    # per epoch: validation metrics, and the epoch's training metrics as training_<name>
+    history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None  # None: pruned, or discarded after the search
 
     @property
@@ -33,7 +34,8 @@ class Trial:
 
     @property
     def val_metrics(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
+        last = self.history[-1] if self.history else {}
+        return {k: v for k, v in last.items() if not k.startswith("training_")}
 
 
 class Experiments(Protocol):

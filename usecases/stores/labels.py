@@ -71,6 +71,21 @@ class ExportSummary:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExportRecord:
+    """One recorded export of a split's labels (the ``label_exports`` row): lineage."""
+
+    split: str
+    tool: str
+    url: str | None
+    project: int | None
+    tasks: int
+    annotations: int
+    exported: int
+    by_people: int
+    exported_at: str
+
+
 def _split(split: str) -> str:
     if split not in SPLITS:
         raise CDLError(f"unknown split {split!r}", f"use one of: {', '.join(SPLITS)}")
@@ -115,6 +130,9 @@ class Labels(Protocol):
     def last_export(self, version: str, tool: str) -> ExportSummary | None:
         """The newest export through ``tool`` for both splits, summed; None unless both
         splits have one."""
+
+    def exports(self, version: str) -> list[ExportRecord]:
+        """Every export recorded for the version, oldest first."""
 
     def keep(self, version: str, split: str, tasks: list[dict[str, Any]]) -> None:
         """Keep a split's exported tasks (Label Studio's JSON format)."""
@@ -229,6 +247,17 @@ class LocalLabels:
             tasks=sum(r[3] for r in rows), annotations=sum(r[4] for r in rows),
             exported=sum(r[5] for r in rows), by_people=sum(r[6] for r in rows),
             labels=sum(self.count(version, split) for split in SPLITS), reused=True)
+
+    def exports(self, version: str) -> list[ExportRecord]:
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                "SELECT split, tool, url, project, tasks, annotations, exported, by_people,"
+                " exported_at FROM label_exports WHERE dataset_version = %s"
+                " ORDER BY exported_at, id", (version,)).fetchall()
+        return [ExportRecord(split, tool, url, project, tasks, annotations, exported, by_people,
+                             at.isoformat())
+                for split, tool, url, project, tasks, annotations, exported, by_people, at
+                in rows]
 
     def keep(self, version: str, split: str, tasks: list[dict[str, Any]]) -> None:
         # Without inline data URLs (the item's path and content hash name what was labeled;

@@ -43,6 +43,24 @@ class ModelVersion:
     gate_passed: bool | None
     experiment_id: int | None = None
     training_key: str | None = None
+    test_confusion: Confusion | None = None
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """How a version's test predictions fall: ``matrix[true][predicted]`` counts, classes in
+    the model's output order."""
+
+    classes: list[str]
+    matrix: list[list[int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"classes": self.classes, "matrix": self.matrix}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any] | None) -> Confusion | None:
+        return cls(list(stored["classes"]), [list(r) for r in stored["matrix"]]) if stored \
+            else None
 
 
 def code_version(repo: Path) -> str:
@@ -91,8 +109,9 @@ class ModelRegistry(Protocol):
         """Create the next version of ``name``; ``export(folder)`` writes its artifacts."""
 
     def record_evaluation(self, name: str, version: int, test_accuracy: float,
-                          threshold: float) -> ModelVersion:
-        """Record the test accuracy and the gate's verdict on a version."""
+                          threshold: float, confusion: Confusion | None = None) -> ModelVersion:
+        """Record the test accuracy (and its confusion matrix) and the gate's verdict on a
+        version."""
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """A version (the latest when ``version`` is None); a CDLError if there is none."""
@@ -153,12 +172,13 @@ class LocalModelRegistry:
         return self.get(name, version)
 
     def record_evaluation(self, name: str, version: int, test_accuracy: float,
-                          threshold: float) -> ModelVersion:
+                          threshold: float, confusion: Confusion | None = None) -> ModelVersion:
         with self.db.connect() as conn:
             conn.execute(
                 "UPDATE model_versions SET test_accuracy = %s, gate_threshold = %s,"
-                " gate_passed = %s WHERE name = %s AND version = %s",
-                (test_accuracy, threshold, test_accuracy >= threshold, name, version),
+                " gate_passed = %s, test_confusion = %s WHERE name = %s AND version = %s",
+                (test_accuracy, threshold, test_accuracy >= threshold,
+                 Jsonb(confusion.as_dict()) if confusion else None, name, version),
             )
         return self.get(name, version)
 
@@ -182,6 +202,7 @@ class LocalModelRegistry:
             artifact_path=Path(row["artifact_path"]), test_accuracy=row["test_accuracy"],
             gate_threshold=row["gate_threshold"], gate_passed=row["gate_passed"],
             experiment_id=row["experiment_id"], training_key=row["training_key"],
+            test_confusion=Confusion.from_dict(row["test_confusion"]),
         )
 
     def trained(self, name: str, training_key: str) -> ModelVersion | None:

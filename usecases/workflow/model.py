@@ -23,7 +23,13 @@ import yaml
 
 from usecases.errors import CDLError
 from usecases.stores.experiments import Trial
-from usecases.stores.registry import ModelRegistry, ModelVersion, code_version, verify_artifacts
+from usecases.stores.registry import (
+    Confusion,
+    ModelRegistry,
+    ModelVersion,
+    code_version,
+    verify_artifacts,
+)
 from usecases.workflow.context import Case, Context
 from usecases.workflow.data import Prepared
 from usecases.workflow.display import Progress
@@ -198,7 +204,12 @@ def evaluate(usecase: UseCase, registry: ModelRegistry, version: int | None, fea
         inputs, labels = arrays["inputs"], arrays["labels"]
     predicted = usecase.predict(entry.artifact_path, inputs)
     accuracy = float((predicted == labels).mean())
-    return registry.record_evaluation(entry.name, entry.version, accuracy, threshold), accuracy
+    classes = list(usecase.classes)
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    confusion = Confusion(classes, matrix.tolist())
+    return registry.record_evaluation(entry.name, entry.version, accuracy, threshold,
+                                      confusion), accuracy
 
 
 def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Trained:

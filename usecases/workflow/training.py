@@ -66,9 +66,16 @@ def train_pytorch(
     history: History = []
     written: list[Path] = []
 
+    training: dict[str, float] = {}
+
     class Observer(pytorch.PyTorchCallback):
+        def on_training_workload_end(self, avg_metrics: dict[str, Any],
+                                     batch_metrics: Any) -> None:
+            # Called at every boundary, so at each epoch's validation: the epoch's mean.
+            training.update({f"training_{k}": float(v) for k, v in avg_metrics.items()})
+
         def on_validation_end(self, metrics: dict[str, Any]) -> None:
-            history.append({k: float(v) for k, v in metrics.items()})
+            history.append({**training, **{k: float(v) for k, v in metrics.items()}})
             if on_validation is not None and on_validation(len(history), history[-1]):
                 raise _Stop
 
@@ -130,7 +137,7 @@ def keras_callback_class() -> type:
             self.core.train.report_training_metrics(steps_completed=done, metrics=train)
             self.core.train.report_validation_metrics(steps_completed=done, metrics=val)
             self.core.train.report_progress(min(done / self.epochs, 1.0))
-            self.history.append(val)
+            self.history.append({**{f"training_{k}": v for k, v in train.items()}, **val})
             if self.on_validation is not None and self.on_validation(done, val):
                 self.stopped_early = True
                 self.model.stop_training = True

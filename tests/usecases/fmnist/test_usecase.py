@@ -83,7 +83,8 @@ def test_keras_trains_through_the_core_api_and_checkpoints(tmp_path: Path) -> No
     config = {"data": {"features": str(_features(tmp_path / "f"))}}
     history, checkpoint = USECASE.train(config, HPARAMS, 3, tmp_path / "ckpt", None)
     assert len(history) == 3
-    assert set(history[0]) == {"validation_loss", "validation_accuracy"}
+    assert set(history[0]) == {"training_loss", "training_accuracy", "validation_loss",
+                               "validation_accuracy"}
     assert history[-1]["validation_accuracy"] > 0.8
     assert checkpoint is not None and checkpoint.is_relative_to(tmp_path / "ckpt")
     assert (checkpoint / training.KERAS_MODEL_FILE).exists()

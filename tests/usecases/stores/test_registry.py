@@ -6,7 +6,12 @@ import pytest
 
 from usecases.errors import CDLError
 from usecases.stores.database import Database
-from usecases.stores.registry import LocalModelRegistry, ModelRegistry, verify_artifacts
+from usecases.stores.registry import (
+    Confusion,
+    LocalModelRegistry,
+    ModelRegistry,
+    verify_artifacts,
+)
 
 
 def _dataset(db: Database) -> str:
@@ -43,6 +48,9 @@ def test_evaluation_and_gate_are_recorded(tmp_path: Path, db: Database) -> None:
     passed = registry.record_evaluation("bbc-news", 1, 0.96, 0.7)
     assert passed.test_accuracy == 0.96 and passed.gate_passed is True
     assert registry.record_evaluation("bbc-news", 1, 0.6, 0.7).gate_passed is False
+    confusion = Confusion(["a", "b"], [[3, 1], [0, 4]])
+    registry.record_evaluation("bbc-news", 1, 0.875, 0.7, confusion)
+    assert registry.get("bbc-news", 1).test_confusion == confusion
 
 
 def test_a_modified_artifact_is_detected(tmp_path: Path, db: Database) -> None:

@@ -79,6 +79,10 @@ def test_asha_trains_through_determined_and_prunes(tmp_path: Path) -> None:
             assert trial.epochs == 4 and trial.checkpoint is not None
     best, _ = result.best()
     assert best.val_metrics["validation_accuracy"] > 0.8
+    # each epoch's training loss is kept beside its validation metrics (the report's curves),
+    # and only validation metrics count as the trial's
+    assert all(epoch["training_loss"] > 0 for t in result.trials for epoch in t.history)
+    assert set(best.val_metrics) == {"validation_loss", "validation_accuracy"}
     assert best.checkpoint is not None and best.checkpoint.is_relative_to(checkpoints)
     assert (best.checkpoint / "state_dict.pth").exists()
     assert (best.checkpoint / "code" / "trial.py").exists()  # Determined copied the model dir
