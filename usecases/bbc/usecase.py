@@ -6,13 +6,14 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from usecases.bbc import dataset
-from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary
+from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary, tokenize
 from usecases.errors import CDLError
 from usecases.stores.mldata import Manifest, MLData
 from usecases.workflow import training
@@ -136,9 +137,25 @@ class BBCNews:
         return logits.argmax(dim=1).numpy()
 
     def payload(self, items: list[Item], store: MLData) -> dict[str, Any]:
-        texts = [dataset.clean(store.get(i.source))[0] for i in items]
+        texts = self.served_inputs(items, store)
         return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)],
                             "data": texts}]}
+
+    def served_inputs(self, items: list[Item], store: MLData) -> list[str]:
+        return [dataset.clean(store.get(i.source))[0] for i in items]
+
+    def input_signals(self, artifact: Path, inputs: Sequence[str | bytes]
+                      ) -> dict[str, np.ndarray]:
+        """Each text's length in tokens, and the share of its tokens outside the served
+        model's vocabulary (words it cannot see)."""
+        known = set(Vocabulary.load(artifact / "vocab.txt").words)
+        lengths, unknown = [], []
+        for text in inputs:
+            tokens = tokenize(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+            lengths.append(len(tokens))
+            unknown.append(sum(t not in known for t in tokens) / len(tokens) if tokens else 0.0)
+        return {"text length (tokens)": np.array(lengths, dtype=np.float64),
+                "out-of-vocabulary rate": np.array(unknown, dtype=np.float64)}
 
     def compress(self, artifacts: Path, out: Path) -> None:
         """PyTorch dynamic int8 quantization of the linear layers."""

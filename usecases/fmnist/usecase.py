@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,20 @@ class FashionMNIST:
         pixels, _ = self.featurize(items, store, DataOptions(Path(), 0, 0))
         return {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape),
                             "data": pixels.ravel().tolist()}]}
+
+    def served_inputs(self, items: list[Item], store: MLData) -> list[bytes]:
+        pixels, _ = self.featurize(items, store, DataOptions(Path(), 0, 0))
+        return [image.tobytes() for image in pixels]
+
+    def input_signals(self, artifact: Path, inputs: Sequence[str | bytes]
+                      ) -> dict[str, np.ndarray]:
+        """Each image's mean intensity, its spread, and its share of near-black background
+        (an inverted image turns these around; noise fills the background)."""
+        raw = [i if isinstance(i, bytes) else i.encode() for i in inputs]
+        pixels = np.frombuffer(b"".join(raw), np.uint8).reshape(len(raw), -1).astype(np.float64)
+        return {"mean intensity": pixels.mean(axis=1),
+                "intensity spread (std)": pixels.std(axis=1),
+                "background share (pixels < 16)": (pixels < 16).mean(axis=1)}
 
     def compress(self, artifacts: Path, out: Path) -> None:
         """Keras int8 weight quantization of the Dense layers."""

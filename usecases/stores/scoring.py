@@ -47,6 +47,15 @@ class ServerRows:
     spooled_stored: int  # how many of the numbers asked about are stored
 
 
+@dataclass(frozen=True)
+class ServedInput:
+    """One served prediction with what was asked: an article's text or an image's pixels."""
+
+    at: datetime
+    input: str | bytes
+    prediction: str
+
+
 class ScoringStore(Protocol):
     def served_versions(self, model: str | None = None) -> list[ServedVersion]:
         """Every model version with predictions (only ``model``'s when given), by name and
@@ -64,6 +73,10 @@ class ScoringStore(Protocol):
 
     def count_since(self, model: str, since: datetime) -> int:
         """Predictions recorded for ``model`` at or after ``since``."""
+        ...
+
+    def served_inputs(self, model: str, version: str, since: datetime) -> list[ServedInput]:
+        """The version's predictions at or after ``since`` with their inputs, oldest first."""
         ...
 
     def server_rows(self, spooled: Sequence[tuple[str, int]],
@@ -111,6 +124,14 @@ class PostgresScoringStore:
             row = conn.execute("SELECT count(*) FROM scoring_data WHERE model = %s"
                                " AND at >= %s", (model, since)).fetchone()
         return int(row[0]) if row else 0
+
+    def served_inputs(self, model: str, version: str, since: datetime) -> list[ServedInput]:
+        rows = self._fetch(
+            "SELECT at, coalesce(input_text, ''), input_pixels, prediction FROM scoring_data"
+            " WHERE model = %s AND model_version = %s AND at >= %s ORDER BY at, id",
+            (model, version, since))
+        return [ServedInput(at, bytes(pixels) if pixels is not None else text, prediction)
+                for at, text, pixels, prediction in rows]
 
     def server_rows(self, spooled: Sequence[tuple[str, int]],
                     model: str | None = None) -> list[ServerRows]:

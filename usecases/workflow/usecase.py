@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,6 +103,15 @@ class UseCase(Protocol):
 
     def payload(self, items: list[Item], store: MLData) -> dict[str, Any]:
         """A V2 inference request carrying the items' raw inputs (text, pixels)."""
+
+    def served_inputs(self, items: list[Item], store: MLData) -> list[str] | list[bytes]:
+        """The items' inputs as Scoring Data keeps a served one (an article's text, an
+        image's raw pixels)."""
+
+    def input_signals(self, artifact: Path, inputs: Sequence[str | bytes]
+                      ) -> dict[str, np.ndarray]:
+        """Label-free signals of each input (one value per input, per signal) whose
+        distributions input drift compares; ``artifact``: the served version's folder."""
 
     def compress(self, artifacts: Path, out: Path) -> None:
         """Write a compressed copy of the serving artifacts to ``out``."""
