@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from usecases.cli.common import app, console, guarded
+from usecases.cli.common import USECASES, app, console, guarded, usecase_named
 from usecases.state import State
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ def write_report(state: State, stores: Stores, body: dict[str, Any],
 
     # the spool before the table, as `cdl scoring` reads them
     waiting = list(spooled(spool_root(served_models(state))))
-    html = page.render(content.gather(stores, body, waiting))
+    usecases = {name: usecase_named(name) for name in body.get("usecases", {})
+                if name in USECASES}
+    html = page.render(content.gather(stores, body, waiting, usecases))
     written = page.write(reports_dir(state), html)
     if out is not None:
         atomic_write(out, html)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,12 @@ from usecases.stores.experiments import Trial
 from usecases.stores.labels import ExportRecord
 from usecases.stores.local import Stores
 from usecases.stores.registry import ModelVersion
+from usecases.workflow.maintenance import Verdict, monitor
 from usecases.workflow.scoring import summarize
+from usecases.workflow.usecase import UseCase
 
 RUN_FILE = "run.json"
+MAINTENANCE_HOURS = 24
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Section:
     exports: list[ExportRecord] = field(default_factory=list)  # the dataset version's labels
     scoring: list[dict[str, Any]] = field(default_factory=list)  # per served version
     trained_classes: dict[str, dict[str, int]] = field(default_factory=dict)  # by version
+    maintenance: Verdict | None = None  # Model Maintenance's monitor over the last day
 
     @property
     def best_trial(self) -> int | None:
@@ -66,10 +70,12 @@ def load_run(reports: Path) -> dict[str, Any]:
     return body
 
 
-def gather(stores: Stores, run: dict[str, Any], spooled: Iterable[Spooled] = ()) -> Content:
+def gather(stores: Stores, run: dict[str, Any], spooled: Iterable[Spooled] = (),
+           usecases: Mapping[str, UseCase] | None = None) -> Content:
     """The page's content: the run's report joined with the registry, the Experiment
     Registry, the label exports and the Scoring Data (``spooled``: the spool's rows, read
-    before this call)."""
+    before this call); with ``usecases`` (by name), Model Maintenance's verdict on each
+    version over the last ``MAINTENANCE_HOURS``."""
     waiting = list(spooled)
     sections = []
     for name, body in run["usecases"].items():
@@ -88,6 +94,12 @@ def gather(stores: Stores, run: dict[str, Any], spooled: Iterable[Spooled] = ())
             if model.get("name") else []
         trained = {str(s["version"]): stores.scoring.training_classes(s["model"], s["version"])
                    for s in scoring if "classes" in s}
-        sections.append(Section(name, body, version, trials, exports, scoring, trained))
+        usecase = (usecases or {}).get(name)
+        verdict = None
+        if usecase is not None and version is not None and scoring:
+            since = datetime.now(UTC) - timedelta(hours=MAINTENANCE_HOURS)
+            verdict = monitor(stores, usecase, version, since)
+        sections.append(Section(name, body, version, trials, exports, scoring, trained,
+                                verdict))
     return Content(datetime.now(UTC).isoformat(timespec="seconds"), str(run.get("cdl_home", "")),
                    sections, dict(run.get("timings", {})), list(run.get("background", [])))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from usecases.bbc.usecase import USECASE as BBC
 from usecases.report import content, page
 from usecases.state import State
 from usecases.stores.experiments import Trial
@@ -52,6 +53,7 @@ def _recorded_run(stores: Stores) -> dict[str, Any]:
 
     def export(folder: Path) -> None:
         (folder / "model.pt").write_bytes(b"weights")
+        (folder / "vocab.txt").write_text("market\nmatch\n")
 
     version = stores.models.register("bbc-news", "bbc", "bbc-1", experiment, trials[1].hparams,
                                      trials[1].val_metrics, "abc123", export)
@@ -82,7 +84,7 @@ def _svg(data_url: str) -> str:
 def test_the_page_shows_the_run_with_its_figures(stores: Stores, state: State,
                                                  tmp_path: Path) -> None:
     run = _recorded_run(stores)
-    html = page.render(content.gather(stores, run))
+    html = page.render(content.gather(stores, run, usecases={"bbc": BBC}))
     assert "<script" not in html and not re.search(r"""(src|href)=["']?https?:""", html)
     assert "tech/broken.txt" in html and "not valid UTF-8 text" in html  # the quarantine
     figures = dict(re.findall(r'<img class="figure" alt="([^"]+)" src="([^"]+)"', html))
@@ -94,6 +96,9 @@ def test_the_page_shows_the_run_with_its_figures(stores: Stores, state: State,
     assert "dotted: training" in curves
     assert all(label in _svg(figures["confusion matrix on the test set"]) for label in CLASSES)
     assert "35 predictions" in html and "PSI" in html and "drifted" in html
+    # Model Maintenance's verdict: the class mix (30 of 35 sport) drifted
+    assert re.search(r'Model Maintenance: <span class="fail">drift</span>', html)
+    assert "out-of-vocabulary rate" in html
     assert "bbc-1" in html and "abc123" in html  # lineage: dataset version, code
     assert re.search(r"<td>train</td><td>label-studio</td><td[^>]*>4</td>", html)  # project
 
