@@ -105,13 +105,16 @@ class CDLRuntime(MLModel):
                                 f"{self.max_request_bytes}; send fewer or smaller items",
                                 status_code=413)
         probabilities = self.infer(inputs)
-        labels = [self.classes[i] for i in probabilities.argmax(axis=1)]
+        best = probabilities.argmax(axis=1)
+        labels = [self.classes[i] for i in best]
+        confidences = probabilities[np.arange(len(best)), best].tolist()
         latency_ms = (time.perf_counter() - start) * 1000
         at = now()
-        for raw, label in zip(raws, labels, strict=True):
+        for raw, label, confidence in zip(raws, labels, confidences, strict=True):
             text, pixels = self.scored_input(raw)
             self.scoring.record(Score(at, self.name, self.model_version, payload.id,
-                                      digest(raw), text, pixels, label, latency_ms))
+                                      digest(raw), text, pixels, label, latency_ms,
+                                      float(confidence)))
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,

@@ -58,7 +58,8 @@ DRAIN_SECONDS = 20.0  # `cdl serve` gives MLServer 30 s to stop before it kills 
 RETRY_SECONDS = (0.25, 2.0)  # the loader's first and longest wait for a database that failed
 
 _COLUMNS = ("seq", "at", "model", "model_version", "request_id", "input_sha256", "input_text",
-            "input_pixels", "prediction", "latency_ms")
+            "input_pixels", "prediction", "latency_ms", "confidence")
+_OPTIONAL = ("confidence",)  # absent from the lines an older server spooled
 _INSERT = (f"INSERT INTO scoring_data (server_id, {', '.join(_COLUMNS)})"
            f" VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))})"
            " ON CONFLICT (server_id, seq) DO NOTHING")
@@ -75,6 +76,7 @@ class Score:
     input_pixels: bytes | None
     prediction: str
     latency_ms: float
+    confidence: float | None = None  # the model's probability for ``prediction``
     seq: int = 0  # given by the scoring log
 
 
@@ -123,7 +125,8 @@ def _params(server_id: str, line: bytes) -> tuple[Any, ...]:
     row["at"] = datetime.fromisoformat(row["at"])
     if row["input_pixels"] is not None:
         row["input_pixels"] = base64.b64decode(row["input_pixels"])
-    return (server_id, *(row[name] for name in _COLUMNS))
+    return (server_id, *(row.get(name) if name in _OPTIONAL else row[name]
+                         for name in _COLUMNS))
 
 
 def _size(score: Score) -> int:

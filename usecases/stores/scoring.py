@@ -54,6 +54,7 @@ class ServedInput:
     at: datetime
     input: str | bytes
     prediction: str
+    confidence: float | None  # the model's probability for it (None: an older server's row)
 
 
 class ScoringStore(Protocol):
@@ -127,11 +128,12 @@ class PostgresScoringStore:
 
     def served_inputs(self, model: str, version: str, since: datetime) -> list[ServedInput]:
         rows = self._fetch(
-            "SELECT at, coalesce(input_text, ''), input_pixels, prediction FROM scoring_data"
-            " WHERE model = %s AND model_version = %s AND at >= %s ORDER BY at, id",
-            (model, version, since))
-        return [ServedInput(at, bytes(pixels) if pixels is not None else text, prediction)
-                for at, text, pixels, prediction in rows]
+            "SELECT at, coalesce(input_text, ''), input_pixels, prediction, confidence"
+            " FROM scoring_data WHERE model = %s AND model_version = %s AND at >= %s"
+            " ORDER BY at, id", (model, version, since))
+        return [ServedInput(at, bytes(pixels) if pixels is not None else text, prediction,
+                            confidence)
+                for at, text, pixels, prediction, confidence in rows]
 
     def server_rows(self, spooled: Sequence[tuple[str, int]],
                     model: str | None = None) -> list[ServerRows]:

@@ -30,6 +30,7 @@ from usecases.workflow.usecase import UseCase
 KS_ALPHA = 0.01
 KS_MIN_STATISTIC = 0.1
 REFERENCE_SAMPLE = 5000  # training inputs the input signals are compared with, at most
+LOW_CONFIDENCE = 0.5  # a prediction the model gave less than even odds
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Verdict:
     prediction_drift: dict[str, Any]
     input_drift: list[Signal]
     live_accuracy: dict[str, Any]
+    confidence: dict[str, float]  # of the served predictions: n, mean, share below LOW
     verdict: str  # "drift" | "no drift" | "no verdict"
     reasons: list[str] = field(default_factory=list)
 
@@ -116,8 +118,13 @@ def monitor(stores: Stores, usecase: UseCase, version: ModelVersion,
                    f"{MIN_REQUESTS_FOR_DRIFT}"]
     else:
         outcome = "no drift"
+    known = np.array([row.confidence for row in served if row.confidence is not None])
+    confidence: dict[str, float] = {"n": len(known)}
+    if len(known):
+        confidence |= {"mean": round(float(known.mean()), 4),
+                       f"below {LOW_CONFIDENCE}": round(float((known < LOW_CONFIDENCE).mean()), 4)}
     return Verdict(usecase.name, version.name, version.version, since.isoformat(), len(served),
                    predictions, signals,
                    {"labeled": 0, "accuracy": None,
                     "note": "no served input has a label yet: none is sent to labeling"},
-                   outcome, reasons)
+                   confidence, outcome, reasons)

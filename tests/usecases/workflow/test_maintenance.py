@@ -100,6 +100,8 @@ def test_shifted_news_is_drift_in_the_class_mix_and_the_vocabulary(
     assert signals["out-of-vocabulary rate"]["served"]["mean"] > 0.4
     assert signals["out-of-vocabulary rate"]["reference"]["mean"] < 0.1  # the title words
     assert signals["text length (tokens)"]["drifted"] is True
+    # every served prediction carries the model's probability for it
+    assert verdict["confidence"]["n"] == 100 and 0 < verdict["confidence"]["mean"] <= 1
     assert "bbc: bbc-news v1, 100 predictions" in stderr and ": drift (" in stderr
 
 
