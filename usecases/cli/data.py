@@ -24,8 +24,9 @@ def fetch(
     dest: Annotated[Path | None, typer.Option("--dest", help="Datasets folder: the dataset "
                                               "goes to DEST/bbc (default: CDL_HOME/datasets)."
                                               )] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Where to download the archive "
-                                            "from (default: its publisher; any copy is "
+    url: Annotated[str | None, typer.Option("--url", envvar="CDL_BBC_URL",
+                                            help="Where to download the archive from "
+                                            "(default: its publisher; any copy is "
                                             "verified all the same).")] = None,
 ) -> None:
     """Download a raw dataset from its publisher, verify it by its content, extract it.
