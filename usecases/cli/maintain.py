@@ -26,17 +26,13 @@ def _since(hours: float, since: str | None) -> datetime:
 
 def serving_version(state: State, model: str) -> int:
     """The version of ``model`` that `cdl serve` serves (its packaged folder's)."""
-    from usecases.workflow.deploy import packaged_folders, served_models
+    from usecases.workflow.deploy import packaged_versions, served_models
 
-    for folder in packaged_folders(served_models(state)):
-        try:
-            settings = json.loads((folder / "model-settings.json").read_text())
-            if settings["name"] == model:
-                return int(settings["parameters"]["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    raise CDLError(f"no version of {model} is packaged for serving",
-                   "run `cdl demo` to package one, or pass --version")
+    version = packaged_versions(served_models(state)).get(model)
+    if version is None:
+        raise CDLError(f"no version of {model} is packaged for serving",
+                       "run `cdl demo` to package one, or pass --version")
+    return version
 
 
 @app.command()

@@ -104,19 +104,13 @@ def mlserver(state: State) -> tuple[Service, dict[str, int]]:
     """The server, and the version in each model folder it serves (or `cdl serve` would)."""
     from usecases.workflow.deploy import (
         SERVER_RECORD,
-        packaged_folders,
+        packaged_versions,
         process_running,
         served_models,
     )
 
     repository = served_models(state)
-    packaged: dict[str, int] = {}
-    for folder in packaged_folders(repository):
-        settings = _read_json(folder / "model-settings.json") or {}
-        try:
-            packaged[str(settings["name"])] = int(settings["parameters"]["version"])
-        except (KeyError, TypeError, ValueError):
-            continue
+    packaged = packaged_versions(repository)
     record = _read_json(repository / SERVER_RECORD) or {}
     try:
         pid, owner = int(record["pid"]), int(record["owner"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from usecases.errors import CDLError
 from usecases.serving.scoring import Spooled
-from usecases.stores.experiments import Trial
+from usecases.stores.experiments import Trial, registered_trial
 from usecases.stores.labels import ExportRecord
 from usecases.stores.local import Stores
 from usecases.stores.registry import ModelVersion
@@ -38,10 +38,8 @@ class Section:
 
     @property
     def best_trial(self) -> int | None:
-        if self.version is None:
-            return None
-        return next((t.number for t in self.trials if t.state == "completed"
-                     and t.hparams == self.version.hparams), None)
+        found = registered_trial(self.trials, self.version.hparams) if self.version else None
+        return found.number if found else None
 
 
 @dataclass

@@ -38,6 +38,11 @@ class Trial:
         return {k: v for k, v in last.items() if not k.startswith("training_")}
 
 
+def registered_trial(trials: list[Trial], hparams: dict[str, Any]) -> Trial | None:
+    """The completed trial of a search that a model version (of ``hparams``) came from."""
+    return next((t for t in trials if t.state == "completed" and t.hparams == hparams), None)
+
+
 class Experiments(Protocol):
     def record(self, usecase: str, dataset_version: str, config: dict[str, Any],
                trials: list[Trial]) -> int:

@@ -356,3 +356,15 @@ def packaged_folders(repository: Path) -> list[Path]:
     """The complete model folders in a repository (a hidden one is a write in progress)."""
     return sorted(p.parent for p in repository.glob("*/model-settings.json")
                   if not p.parent.name.startswith("."))
+
+
+def packaged_versions(repository: Path) -> dict[str, int]:
+    """Model name -> the version its packaged folder serves; unreadable folders left out."""
+    versions: dict[str, int] = {}
+    for folder in packaged_folders(repository):
+        try:
+            settings = json.loads((folder / "model-settings.json").read_text())
+            versions[str(settings["name"])] = int(settings["parameters"]["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return versions

@@ -22,7 +22,7 @@ import optuna
 import yaml
 
 from usecases.errors import CDLError
-from usecases.stores.experiments import Trial
+from usecases.stores.experiments import Trial, registered_trial
 from usecases.stores.registry import (
     Confusion,
     ModelRegistry,
@@ -286,6 +286,6 @@ def earlier_search(ctx: Context, config: dict[str, Any],
     """The recorded search a reused version came from, and its winning trial."""
     trials = (ctx.stores.experiments.trials(version.experiment_id)
               if version.experiment_id is not None else [])
-    best = next((t for t in trials if t.state == "completed" and t.hparams == version.hparams),
-                Trial(0, version.hparams, "completed", [version.val_metrics]))
+    best = (registered_trial(trials, version.hparams)
+            or Trial(0, version.hparams, "completed", [version.val_metrics]))
     return SearchResult(config, trials or [best]), best
