@@ -163,6 +163,27 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    timeout: float = 180.0
+
+    def wait_ready(self) -> None:
+        _wait_ready(self.url, self.process, self.log, self.timeout)
+
+    def load(self, name: str) -> None:
+        """Load (or load again) the model folder ``name`` from the server's repository, once
+        the server is ready. MLServer loads a new version before it unloads the one it
+        serves, so requests keep being answered."""
+        self.wait_ready()
+        request = urllib.request.Request(f"{self.url}/v2/repository/models/{name}/load",
+                                         data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout):
+                return
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace").strip()
+        except OSError as error:  # the server stopped while loading
+            detail = str(error)
+        raise CDLError(f"MLServer could not load {name}: {detail}",
+                       f"read {self.log} for the runtime's error")
 
 
 def _mlserver() -> str:
@@ -172,8 +193,12 @@ def _mlserver() -> str:
 
 @contextlib.contextmanager
 def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_dsn: str | None,
-          workers: int = 0, timeout: float = 180.0) -> Iterator[Server]:
+          workers: int = 0, timeout: float = 180.0, at_startup: bool = True) -> Iterator[Server]:
     """MLServer on 127.0.0.1 over every model folder in ``repository``; stopped on exit.
+
+    With ``at_startup`` it loads every folder and is ready on entry; without, it loads none
+    and entry returns at once: the process starts while the caller works, and
+    ``Server.load`` loads each folder when it is packaged.
 
     A server left running by a command that was killed (kill -9 leaves its session alive) is
     stopped first; one whose command still runs (a ``cdl serve``) is left alone."""
@@ -184,6 +209,7 @@ def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_d
         "grpc_port": grpc_port,
         "metrics_endpoint": None,  # no third port; scoring data is the record of requests
         "parallel_workers": workers,
+        "load_models_at_startup": at_startup,
         "debug": False,
     }, indent=1))
     env = {**os.environ, "MLSERVER_METRICS_DIR": str(repository / ".metrics")}
@@ -196,10 +222,11 @@ def serve(repository: Path, log: Path, http_port: int, grpc_port: int, scoring_d
                                    start_new_session=True)
     owner = repository / SERVER_RECORD
     atomic_write(owner, json.dumps({"pid": process.pid, "owner": os.getpid()}))
-    url = f"http://127.0.0.1:{http_port}"
+    server = Server(f"http://127.0.0.1:{http_port}", process, log, timeout)
     try:
-        _wait_ready(url, process, log, timeout)
-        yield Server(url, process, log)
+        if at_startup:
+            server.wait_ready()
+        yield server
     finally:
         _stop(process)
         owner.unlink(missing_ok=True)

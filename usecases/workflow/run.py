@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from usecases.errors import CDLError
@@ -168,6 +169,24 @@ class Deployed:
     case: Case
     report: UseCaseReport
     plan: deploy.SmokePlan
+    loaded: Future[None]  # MLServer loading the packaged folder
+
+
+class Serving:
+    """MLServer over the served model repository, started when the run starts with no model
+    loaded, so that its start overlaps the pipelines; each model folder is loaded in the
+    background as soon as it is packaged."""
+
+    def __init__(self, ctx: Context, stack: contextlib.ExitStack) -> None:
+        # entered first, left last: the server stops before its loads are waited for
+        self.loads = stack.enter_context(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdl-mlserver"))
+        self.server = stack.enter_context(deploy.serve(
+            deploy.served_models(ctx.state), ctx.state.logs / "mlserver.log",
+            deploy.free_port(), deploy.free_port(), ctx.stores.db.conninfo, at_startup=False))
+
+    def load(self, name: str) -> Future[None]:
+        return self.loads.submit(self.server.load, name)
 
 
 def run(ctx: Context, cases: list[Case]) -> RunReport:
@@ -176,8 +195,23 @@ def run(ctx: Context, cases: list[Case]) -> RunReport:
 
     Every use case is ingested first, to learn what its labeling needs. If Label Studio is
     needed at all, it starts in the background, and the use cases that must wait for it go
-    last, so that its start (half a minute with its migrations) overlaps the others' work."""
+    last, so that its start (half a minute with its migrations) overlaps the others' work.
+    MLServer starts at the beginning too, and loads each model once it is packaged."""
     check_sources(cases)
+    with contextlib.ExitStack() as stack:
+        serving = Serving(ctx, stack) if any(case.options.smoke for case in cases) else None
+        reports, deployed = pipelines(ctx, cases, serving)
+        if serving is not None and deployed:
+            smoke_all(ctx, serving.server, deployed)
+    background = finish_background(ctx)
+    return RunReport({case.name: reports[case.name] for case in cases}, str(ctx.state.home),
+                     background, dict(ctx.timings))
+
+
+def pipelines(ctx: Context, cases: list[Case], serving: Serving | None
+              ) -> tuple[dict[str, UseCaseReport], list[Deployed]]:
+    """The data and model pipelines of each use case, in the order that keeps Label Studio's
+    start off the critical path; the packaged models handed to ``serving``."""
     datasets = [ingest(ctx, case) for case in cases]
     waits = [labeling.waits_for_studio(ctx, case, dataset)
              for case, dataset in zip(cases, datasets, strict=True)]
@@ -202,34 +236,32 @@ def run(ctx: Context, cases: list[Case]) -> RunReport:
             ctx.background.release()
         trained = model.train_register_evaluate(ctx, case, prepared)
         reports[case.name] = result = report(case, prepared, trained)
-        if case.options.smoke and result.gate_passed:
+        if serving is not None and case.options.smoke and result.gate_passed:
             result.compression, plan = deploy.package(ctx, case, prepared.dataset,
                                                       trained.version)
-            deployed.append(Deployed(case, result, plan))
+            deployed.append(Deployed(case, result, plan,
+                                     serving.load(case.usecase.model_name)))
         case.timings["total"] = round(time.perf_counter() - start + case.timings["ingest"]
                                       + case.timings.get("database", 0.0), 2)
-    if deployed:
-        serve_and_smoke(ctx, deployed)
-    background = finish_background(ctx)
-    return RunReport({case.name: reports[case.name] for case in cases}, str(ctx.state.home),
-                     background, dict(ctx.timings))
+    return reports, deployed
 
 
-def serve_and_smoke(ctx: Context, deployed: list[Deployed]) -> None:
-    with contextlib.ExitStack() as stack:
-        with ctx.stage(None, "serve", "Starting MLServer on 127.0.0.1"):
-            server = stack.enter_context(deploy.serve(
-                deploy.served_models(ctx.state), ctx.state.logs / "mlserver.log",
-                deploy.free_port(), deploy.free_port(), ctx.stores.db.conninfo))
+def smoke_all(ctx: Context, server: deploy.Server, deployed: list[Deployed]) -> None:
+    """Once MLServer has loaded every packaged model (its wait is the "serve" stage), a
+    smoke per model."""
+    with ctx.stage(None, "serve", "MLServer on 127.0.0.1 (started in the background): "
+                                  "models loaded"):
         for one in deployed:
-            name = one.case.usecase.model_name
-            with ctx.stage(one.case, "smoke",
-                           f"{one.case.name}: smoke, {len(one.plan.payloads)} requests"):
-                result = deploy.smoke(server.url, name, one.plan.payloads, one.plan.truth,
-                                      one.plan.offline, ctx.stores.scoring)
-            one.report.serving = ServingReport(f"{server.url}/v2/models/{name}",
-                                               one.report.model.version, result)
-            one.case.timings["serve"] = ctx.timings["serve"]
+            one.loaded.result()
+    for one in deployed:
+        name = one.case.usecase.model_name
+        with ctx.stage(one.case, "smoke",
+                       f"{one.case.name}: smoke, {len(one.plan.payloads)} requests"):
+            result = deploy.smoke(server.url, name, one.plan.payloads, one.plan.truth,
+                                  one.plan.offline, ctx.stores.scoring)
+        one.report.serving = ServingReport(f"{server.url}/v2/models/{name}",
+                                           one.report.model.version, result)
+        one.case.timings["serve"] = ctx.timings["serve"]
 
 
 def relabel(ctx: Context, cases: list[Case]) -> dict[str, dict[str, object]]:

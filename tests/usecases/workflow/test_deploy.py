@@ -179,6 +179,31 @@ def test_scoring_summary_has_counts_latency_and_drift(packaged: dict[str, Any],
     assert bbc["drift"]["psi"] is not None
 
 
+def test_a_server_started_empty_loads_each_folder_when_asked(packaged: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    """What `cdl demo` does: MLServer starts before any model is packaged, then loads each
+    folder by name; a folder that cannot load is an error naming it, and serving goes on."""
+    repository = tmp_path / "models"
+    shutil.copytree(packaged["repository"] / "bbc-news", repository / "bbc-news")
+    broken = repository / "broken"
+    broken.mkdir()
+    (broken / "model-settings.json").write_text(json.dumps(
+        {"name": "broken", "implementation": "cdl_serving.missing.Runtime"}))
+    with deploy.serve(repository, tmp_path / "mlserver.log", deploy.free_port(),
+                      deploy.free_port(), None, at_startup=False) as server:
+        server.wait_ready()
+        text = _text(["The minister lost the vote."])
+        code, answer = deploy.infer(server.url, "bbc-news", text)
+        assert code == 404, answer
+        server.load("bbc-news")
+        code, answer = deploy.infer(server.url, "bbc-news", text)
+        assert code == 200 and answer["outputs"][0]["data"][0] in CLASSES
+        with pytest.raises(deploy.CDLError, match="could not load broken") as failed:
+            server.load("broken")
+        assert str(server.log) in failed.value.fix
+        assert deploy.infer(server.url, "bbc-news", text)[0] == 200
+
+
 def test_cdl_serve_serves_until_interrupted(packaged: dict[str, Any]) -> None:
     port = deploy.free_port()
     env = {k: v for k, v in os.environ.items() if k != "CDL_DATABASE_URL"}
