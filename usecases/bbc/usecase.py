@@ -15,9 +15,16 @@ import numpy as np
 from usecases.bbc import dataset
 from usecases.bbc.dataset import CLASSES, TextRules, Vocabulary, tokenize
 from usecases.errors import CDLError
-from usecases.stores.mldata import Manifest, MLData
+from usecases.stores.mldata import Manifest, MLData, is_sample
 from usecases.workflow import training
-from usecases.workflow.usecase import Candidate, DataOptions, History, Item, OnValidation
+from usecases.workflow.usecase import (
+    Candidate,
+    DataOptions,
+    History,
+    Item,
+    OnValidation,
+    sample_items,
+)
 
 MODEL_DIR = Path(__file__).parent
 REPO_ROOT = MODEL_DIR.parent.parent
@@ -46,10 +53,12 @@ class BBCNews:
         return True  # the raw dataset has no train/test split of its own
 
     def items(self, manifest: Manifest, store: MLData) -> list[Item]:
-        # An article's group (for the split) and its content hash are both its sha256.
+        # An article's group (for the split) and its content hash are both its sha256; a
+        # served article added as feedback is its text's bytes, read the same way.
         return [Item(e.item_id, e.path, str(e.label), str(e.split), group=e.sha256,
                      content=e.sha256, source=e.sha256)
-                for e in manifest.entries if e.status == "valid"]
+                for e in manifest.entries if e.status == "valid" and not is_sample(e)
+                ] + sample_items(manifest)
 
     def task_data(self, item: Item, store: MLData, media: Path | None) -> dict[str, Any]:
         text, _ = dataset.clean(store.get(item.source))

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from usecases.cli.common import app, console, guarded, usecase_named
+from usecases.cli.common import (
+    StudioPortOpt,
+    app,
+    console,
+    guarded,
+    progress_display,
+    usecase_named,
+)
 from usecases.errors import CDLError
 from usecases.state import State
+from usecases.stores.labelstudio import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from usecases.workflow.context import Context
+    from usecases.workflow.feedback import Sent
+    from usecases.workflow.usecase import UseCase
 
 
 def _since(hours: float, since: str | None) -> datetime:
@@ -44,26 +58,93 @@ def maintain(
                                          "hours of Scoring Data.")] = 24.0,
     since: Annotated[str | None, typer.Option("--since", help="Window start (ISO 8601); "
                                               "instead of --hours.")] = None,
+    feedback: Annotated[int, typer.Option("--feedback", min=0, help="On drift, send this "
+                                          "many served inputs, the least confident first, "
+                                          "to Label Studio.")] = 0,
+    collect: Annotated[bool, typer.Option("--collect", help="Record the labels set in the "
+                                          "feedback project; the labeled samples join a new "
+                                          "dataset version.")] = False,
+    accept: Annotated[bool, typer.Option("--accept-predictions", help="With --collect: take "
+                                         "the pre-annotations nobody reviewed as reviewed "
+                                         "(a demo's stand-in for a person).")] = False,
+    label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Model Maintenance: does the serving version still see what it was trained on?
     Prediction drift (class-mix PSI) and input drift (Kolmogorov-Smirnov on label-free
-    signals) over a window of its Scoring Data; the verdict and its evidence as JSON."""
+    signals) over a window of its Scoring Data; the verdict and its evidence as JSON. With
+    --feedback, drift sends served inputs to labeling; --collect turns their labels into a
+    new dataset version."""
     from usecases.stores.local import open_stores
+    from usecases.workflow import run
     from usecases.workflow.maintenance import monitor
 
     def action() -> None:
+        if accept and not collect:
+            raise CDLError("--accept-predictions only applies to --collect",
+                           "add --collect, or drop --accept-predictions")
         chosen = usecase_named(usecase)
         start = _since(hours, since)
         state = State.from_env()
         number = version if version is not None else serving_version(state, chosen.model_name)
-        with open_stores(state) as stores:
-            verdict = monitor(stores, chosen, stores.models.get(chosen.model_name, number),
-                              start)
-        print(json.dumps(verdict.to_dict(), indent=2))
-        reasons = "; ".join(verdict.reasons)
-        console.print(f"{chosen.name}: {verdict.model} v{verdict.version}, {verdict.requests} "
-                      f"predictions since {verdict.since}: {verdict.verdict}"
-                      + (f" ({reasons})" if reasons else "; nothing to do"),
-                      highlight=False, soft_wrap=True)
+        if collect:
+            with progress_display(bar=False) as display, run.open_run(
+                    state, display, "cdl maintain", label_studio_port) as ctx:
+                _collect(ctx, chosen, number, accept)
+            return
+        if not feedback:
+            with open_stores(state) as stores:
+                _say(monitor(stores, chosen, stores.models.get(chosen.model_name, number),
+                             start).to_dict())
+            return
+        with progress_display(bar=False) as display, run.open_run(
+                state, display, "cdl maintain", label_studio_port) as ctx:
+            _send(ctx, chosen, number, start, feedback)
 
     guarded(action)
+
+
+def _say(verdict: dict[str, Any], sent: Sent | None = None) -> None:
+    if sent is not None:
+        verdict["feedback"] = asdict(sent)
+    print(json.dumps(verdict, indent=2, default=str))
+    reasons = "; ".join(verdict["reasons"])
+    line = (f"{verdict['usecase']}: {verdict['model']} v{verdict['version']}, "
+            f"{verdict['requests']} predictions since {verdict['since']}: {verdict['verdict']}"
+            + (f" ({reasons})" if reasons else "; nothing to do"))
+    if sent is not None:
+        line += (f"; {sent.sent} served inputs sent to labeling at {sent.url}/projects/"
+                 f"{sent.project} ({sent.pending} waiting for a label)")
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def _send(ctx: Context, chosen: UseCase, number: int, start: datetime, count: int) -> None:
+    from usecases.workflow.feedback import send
+    from usecases.workflow.maintenance import monitor
+
+    stores = ctx.stores
+    model = stores.models.get(chosen.model_name, number)
+    verdict = monitor(stores, chosen, model, start)
+    if verdict.verdict != "drift" or ctx.studio is None:
+        _say(verdict.to_dict())
+        return
+    served = stores.scoring.served_inputs(model.name, str(model.version), start)
+    _say(verdict.to_dict(), send(stores, ctx.studio(), chosen, model, served, count))
+
+
+def _collect(ctx: Context, chosen: UseCase, number: int, accept: bool) -> None:
+    from usecases.workflow.feedback import collect
+
+    assert ctx.studio is not None  # open_run was given a port
+    result = collect(ctx.stores, ctx.studio, chosen,
+                     ctx.stores.models.get(chosen.model_name, number), accept)
+    print(json.dumps(asdict(result), indent=2))
+    if result.dataset_version is None:
+        line = (f"{chosen.name}: no served input is labeled yet ({result.pending} waiting); "
+                "label them in Label Studio, then run this again")
+    else:
+        counts = result.counts or {}
+        line = (f"{chosen.name}: {result.labeled} served inputs labeled ({result.new_labels} "
+                f"new, {result.pending} waiting): dataset version {result.dataset_version} = "
+                f"{result.base_version} + the labeled samples ({counts.get('train')} train, "
+                f"{counts.get('test')} test items)")
+    console.print(line, highlight=False, soft_wrap=True)

@@ -19,9 +19,16 @@ from PIL import Image
 from usecases.errors import CDLError
 from usecases.fmnist import idx
 from usecases.stores.labelstudio import media_url
-from usecases.stores.mldata import Manifest, MLData
+from usecases.stores.mldata import Manifest, MLData, is_sample
 from usecases.workflow import training
-from usecases.workflow.usecase import Candidate, DataOptions, History, Item, OnValidation
+from usecases.workflow.usecase import (
+    Candidate,
+    DataOptions,
+    History,
+    Item,
+    OnValidation,
+    sample_items,
+)
 
 MODEL_DIR = Path(__file__).parent
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
@@ -89,7 +96,8 @@ class FashionMNIST:
         return False  # the dataset ships its own train (60,000) / test (10,000) split
 
     def _splits(self, manifest: Manifest, store: MLData) -> dict[str, tuple[str, idx.Split]]:
-        sha = {e.path: e.sha256 for e in manifest.entries if e.status == "valid"}
+        sha = {e.path: e.sha256 for e in manifest.entries
+               if e.status == "valid" and not is_sample(e)}
         return {split: (sha[images], _read(store, split, sha[images], sha[labels]))
                 for split, (images, labels) in idx.FILES.items()}
 
@@ -102,18 +110,22 @@ class FashionMNIST:
                 # The split is the dataset's own, so the group only names identical images.
                 found.append(Item(f"{split}/{i:05d}", f"{name}#{i}", CLASSES[label], split,
                                   group=digest, content=digest, source=f"{images_sha}#{i}"))
-        return found
+        return found + sample_items(manifest)
+
+    def _pixels(self, item: Item, store: MLData) -> np.ndarray:
+        if "#" not in item.source:  # a served image added as feedback: its raw pixels
+            return np.frombuffer(store.get(item.source), np.uint8).reshape(idx.IMAGE_SHAPE)
+        images_sha, index = item.source.split("#")
+        return _images(store, item.split, images_sha)[int(index)]
 
     def task_data(self, item: Item, store: MLData, media: Path | None) -> dict[str, Any]:
         """The image as a PNG file Label Studio serves from ``media`` (named by its content,
         written once), or inline as a data URL for a Label Studio with no such folder."""
-        images_sha, index = item.source.split("#")
         name = f"{item.content}.png"
         if media is not None and _written(media / name):
             return {"image": media_url(media, name)}
         png = io.BytesIO()
-        Image.fromarray(_images(store, item.split, images_sha)[int(index)], mode="L").save(
-            png, format="PNG")
+        Image.fromarray(self._pixels(item, store), mode="L").save(png, format="PNG")
         if media is None:
             return {"image": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}
         media.mkdir(parents=True, exist_ok=True)
@@ -126,10 +138,7 @@ class FashionMNIST:
 
     def featurize(self, items: list[Item], store: MLData,
                   options: DataOptions) -> tuple[np.ndarray, dict[str, Any]]:
-        rows = []
-        for item in items:
-            images_sha, index = item.source.split("#")
-            rows.append(_images(store, item.split, images_sha)[int(index)])
+        rows = [self._pixels(item, store) for item in items]
         pixels = np.stack(rows) if rows else np.zeros((0, *idx.IMAGE_SHAPE), np.uint8)
         return pixels, {"features": "pixels-uint8-v1"}
 

@@ -13,6 +13,7 @@ from usecases.state import State
 from usecases.stores.database import Database, open_database
 from usecases.stores.experiments import Experiments, LocalExperiments
 from usecases.stores.features import FeatureCache, LocalFeatureCache
+from usecases.stores.feedback import Feedback, PostgresFeedback
 from usecases.stores.labels import Labels, LocalLabels
 from usecases.stores.mldata import LocalMLData, MLData
 from usecases.stores.registry import LocalModelRegistry, ModelRegistry
@@ -28,6 +29,7 @@ class Stores:
     experiments: Experiments
     models: ModelRegistry
     scoring: ScoringStore
+    feedback: Feedback
 
 
 def local_stores(state: State, db: Database) -> Stores:
@@ -39,6 +41,7 @@ def local_stores(state: State, db: Database) -> Stores:
         experiments=LocalExperiments(db),
         models=LocalModelRegistry(db, state.models),
         scoring=PostgresScoringStore(db),
+        feedback=PostgresFeedback(db),
     )
 
 

@@ -127,6 +127,13 @@ class Manifest:
         )
 
 
+SCORING_SAMPLE = "scoring-sample"  # ``notes["kind"]`` of a served input labeled as feedback
+
+
+def is_sample(entry: Entry) -> bool:
+    return entry.notes.get("kind") == SCORING_SAMPLE
+
+
 def version_id(usecase: str, files: Iterable[tuple[str, str, int]], rules: dict[str, Any]) -> str:
     """Derive a version id from content: (path, sha256, size) of every file plus the rules
     that decided validity and the split. Same files and rules, same id; one byte changed, new id."""

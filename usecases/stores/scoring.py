@@ -51,6 +51,8 @@ class ServerRows:
 class ServedInput:
     """One served prediction with what was asked: an article's text or an image's pixels."""
 
+    id: int  # the Scoring Data row
+    sha256: str  # of the input, as the server hashed it
     at: datetime
     input: str | bytes
     prediction: str
@@ -128,12 +130,12 @@ class PostgresScoringStore:
 
     def served_inputs(self, model: str, version: str, since: datetime) -> list[ServedInput]:
         rows = self._fetch(
-            "SELECT at, coalesce(input_text, ''), input_pixels, prediction, confidence"
-            " FROM scoring_data WHERE model = %s AND model_version = %s AND at >= %s"
-            " ORDER BY at, id", (model, version, since))
-        return [ServedInput(at, bytes(pixels) if pixels is not None else text, prediction,
-                            confidence)
-                for at, text, pixels, prediction, confidence in rows]
+            "SELECT id, input_sha256, at, coalesce(input_text, ''), input_pixels, prediction,"
+            " confidence FROM scoring_data WHERE model = %s AND model_version = %s"
+            " AND at >= %s ORDER BY at, id", (model, version, since))
+        return [ServedInput(row_id, sha, at, bytes(pixels) if pixels is not None else text,
+                            prediction, confidence)
+                for row_id, sha, at, text, pixels, prediction, confidence in rows]
 
     def server_rows(self, spooled: Sequence[tuple[str, int]],
                     model: str | None = None) -> list[ServerRows]:

@@ -123,13 +123,18 @@ def version(store: MLData, usecase: UseCase, folder: Path, candidates: list[Cand
             raise CDLError(f"no valid files in {folder}: all "
                            f"{manifest.files()['quarantined']} were quarantined",
                            "check --data points at the raw dataset (one folder per class)")
+    return commit_version(store, usecase, manifest, reused)
+
+
+def commit_version(store: MLData, usecase: UseCase, manifest: Manifest,
+                   reused: bool) -> DatasetVersion:
+    """Read the version's items and commit it with their counts. Committed again when
+    reused: the row of a version an interrupted run left without one (or with counts from
+    before they meant items) is brought in line with the manifest."""
     items = usecase.items(manifest, store)
     counts = Counts.of(len(manifest.quarantined), (i.split for i in items))
     manifest.counts = counts
-    # Committed again when reused: the row of a version an interrupted run left without one
-    # (or with counts from before they meant items) is brought in line with the manifest.
-    path = store.commit(manifest)
-    return DatasetVersion(manifest, path, reused, items, counts)
+    return DatasetVersion(manifest, store.commit(manifest), reused, items, counts)
 
 
 def _check_unique_ids(entries: list[Entry]) -> None:

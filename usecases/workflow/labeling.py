@@ -143,8 +143,19 @@ def rows_from_export(tasks: list[dict[str, Any]],
     return rows
 
 
+def credited(rows: list[Row], items: list[Item]) -> list[Row]:
+    """Rows where a converted pre-annotation carries a label someone set before the item
+    joined the version (a feedback sample's) name that person, not the dataset."""
+    setters = {i.item_id: i for i in items if i.labeled_by}
+    return [Row(r.item_id, r.path, r.label, str(setters[r.item_id].labeled_by),
+                setters[r.item_id].labeled_at or r.labeled_at)
+            if not r.by_a_person and r.item_id in setters else r for r in rows]
+
+
 def baseline(items: list[Item], at: str) -> list[Row]:
-    return [Row(i.item_id, i.path, i.label, DATASET_LABELER, at) for i in items]
+    """The items' own labels: the dataset's, or a feedback sample's with who set it."""
+    return [Row(i.item_id, i.path, i.label, i.labeled_by or DATASET_LABELER,
+                i.labeled_at or at) for i in items]
 
 
 def store_baseline(labels: Labels, dataset: DatasetVersion) -> None:
@@ -171,7 +182,8 @@ def store_labels(labels: Labels, dataset: DatasetVersion, target: Target) -> Exp
             kept = export_tasks(dataset.split(split), target.task_data, created_at,
                                 target.to_name)
             labels.keep(dataset.id, split, kept)
-            labels.replace(dataset.id, dataset.manifest.usecase, split, rows_from_export(kept))
+            labels.replace(dataset.id, dataset.manifest.usecase, split,
+                           credited(rows_from_export(kept), dataset.split(split)))
         summary.exported += len(kept)
         summary.annotations += sum(len(t["annotations"]) for t in kept)
     return summary
@@ -229,7 +241,8 @@ def export_changed(labels: Labels, dataset: DatasetVersion, client: LabelStudioC
     listed_at = datetime.now(UTC)
     wanted = {(i.item_id, i.content): i for i in dataset.split(split)}
     tasks = [t for t in client.changed(project, since) if _key(t) in wanted]
-    found = {row.item_id: row for row in rows_from_export(tasks, people)}
+    found = {row.item_id: row for row in credited(rows_from_export(tasks, people),
+                                                  list(wanted.values()))}
     fallback = {row.item_id: row for row in baseline([wanted[_key(t)] for t in tasks],
                                                      listed_at.isoformat())}
     rows = [found.get(item_id) or fallback[item_id] for item_id in fallback]

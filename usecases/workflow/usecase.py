@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from usecases.stores.mldata import Manifest, MLData, Status
+from usecases.stores.mldata import Manifest, MLData, Status, is_sample
 
 History = list[dict[str, float]]
 # (epoch, validation metrics) -> True to stop the trial early (ASHA pruning)
@@ -50,6 +50,20 @@ class Item:
     group: str  # items of one group (exact duplicates) are kept in one split
     content: str  # hash of the item's content: tells a changed item from its earlier task
     source: str  # how the use case finds its content in the ML Data store
+    # who set the label and when, for a label that is not the dataset's own (a served input
+    # labeled through Model Maintenance's feedback)
+    labeled_by: str | None = None
+    labeled_at: str | None = None
+
+
+def sample_items(manifest: Manifest) -> list[Item]:
+    """The labeled served inputs Model Maintenance added to a version (``SCORING_SAMPLE``
+    entries): each entry's object holds one input as it was served (an article's text, an
+    image's 28x28 pixels), so its content hash is its source."""
+    return [Item(e.item_id, e.path, str(e.label), str(e.split), group=e.sha256,
+                 content=e.sha256, source=e.sha256, labeled_by=e.notes.get("labeler"),
+                 labeled_at=e.notes.get("labeled_at"))
+            for e in manifest.entries if e.status == "valid" and is_sample(e)]
 
 
 class UseCase(Protocol):

@@ -12,8 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from label_studio_sdk import LabelStudio
 
 from usecases.bbc.dataset import CLASSES
+from usecases.fmnist.usecase import USECASE as FMNIST
+from usecases.state import State
+from usecases.stores.database import EmbeddedPostgres, open_database
+from usecases.stores.feedback import PostgresFeedback
+from usecases.stores.labelstudio import EmbeddedLabelStudio
+from usecases.stores.mldata import LocalMLData
+from usecases.stores.registry import LocalModelRegistry
+from usecases.stores.scoring import PostgresScoringStore
 from usecases.workflow import deploy
 
 from ...cli import assert_one_line_error, cdl
@@ -67,12 +76,14 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
           + [("fmnist", _images(_fresh_images(100, seed))) for seed in (7, 8, 9)])
     # judged before the shifted traffic comes: a window runs up to now
     undrifted = {name: _maintain(home, name, calm) for name in ("bbc", "fmnist")}
+    asked = cdl("maintain", "--usecase", "bbc", "--since", calm.isoformat(), "--feedback", "5",
+                "--label-studio-port", str(deploy.free_port()), home=home)
     shifted = datetime.now(UTC)
     gibberish = ["".join(rng.choice("qxzjvk") for _ in range(7)) for _ in range(400)]
     _send(home, [("bbc-news", _texts([article("sport", rng) + " " + " ".join(
         rng.sample(gibberish, 60)) for _ in range(50)])) for _ in range(2)]
           + [("fmnist", _images(255 - _fresh_images(100, seed))) for seed in (10, 11, 12)])
-    return {"home": home, "undrifted": undrifted, "shifted": shifted}
+    return {"home": home, "undrifted": undrifted, "shifted": shifted, "asked": asked}
 
 
 @pytest.mark.slow
@@ -86,6 +97,121 @@ def test_an_undrifted_model_is_said_so_and_nothing_is_done(windows: dict[str, An
     assert verdict["prediction_drift"]["drifted"] is False
     assert verdict["input_drift"] and all(s["drifted"] is False for s in verdict["input_drift"])
     assert verdict["reasons"] == [] and "no drift; nothing to do" in stderr
+
+
+@pytest.mark.slow
+def test_feedback_on_an_undrifted_model_sends_nothing(windows: dict[str, Any]) -> None:
+    asked = windows["asked"]
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    verdict = json.loads(asked.stdout)
+    assert verdict["verdict"] == "no drift" and "feedback" not in verdict
+    assert "nothing to do" in asked.stderr and "Label Studio" not in asked.stderr
+    state = State.from_env(windows["home"])
+    with open_database(state) as db:
+        assert PostgresFeedback(db).samples("bbc") == []
+
+
+def _feedback(home: Path, port: int, *args: str) -> dict[str, Any]:
+    run = cdl("maintain", "--usecase", "fmnist", "--label-studio-port", str(port), *args,
+              home=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    body: dict[str, Any] = json.loads(run.stdout)
+    return body | {"stderr": run.stderr}
+
+
+@pytest.mark.slow
+def test_drift_sends_the_least_confident_inputs_to_labeling_and_labels_make_a_new_version(
+        windows: dict[str, Any]) -> None:
+    """Inverted images: the 20 least confident served ones become pre-annotated tasks; a
+    second send adds only inputs not sent before; a person's label and the accepted
+    pre-annotations turn into a new dataset version of the training items plus the samples,
+    each traced to its Scoring Data row."""
+    home, since = windows["home"], windows["shifted"].isoformat()
+    state = State.from_env(home)
+    port = deploy.free_port()
+    started = cdl("studio", "start", "--label-studio-port", str(port), home=home)
+    assert started.returncode == 0, started.stderr
+    try:
+        first = _feedback(home, port, "--since", since, "--feedback", "20")
+        assert first["verdict"] == "drift" and first["feedback"]["sent"] == 20
+        sent = first["feedback"]["samples"]
+        with open_database(state) as db:
+            served = PostgresScoringStore(db).served_inputs("fmnist", "1", windows["shifted"])
+            model = LocalModelRegistry(db, state.models).get("fmnist", 1)
+        lowest = sorted(r.confidence for r in served if r.confidence is not None)
+        assert [s["confidence"] for s in sent] == sorted(s["confidence"] for s in sent)
+        assert sent[-1]["confidence"] <= lowest[len(lowest) // 2]  # from the uncertain end
+        by_row = {r.id: r for r in served}
+        assert all(by_row[s["scoring_id"]].prediction == s["prediction"] for s in sent)
+        second = _feedback(home, port, "--since", since, "--feedback", "5")
+        assert second["feedback"]["sent"] == 5 and second["feedback"]["pending"] == 25
+        assert "25 waiting for a label" in second["stderr"]
+
+        studio = EmbeddedLabelStudio(state, EmbeddedPostgres(state).conninfo()).running()
+        assert studio is not None
+        sdk = LabelStudio(base_url=studio.url, api_key=studio.token)
+        (project,) = [p for p in sdk.projects.list() if p.title == "CDL fmnist feedback"]
+        tasks = list(sdk.tasks.list(project=project.id, fields="all", page_size=100))
+        assert len(tasks) == 25
+        assert len({t.data["content"] for t in tasks}) == 25  # one task per input
+        first_task = next(t for t in tasks if t.data["scoring_id"] == sent[0]["scoring_id"])
+        (prediction,) = first_task.predictions
+        assert prediction.model_version == "fmnist v1"
+        assert prediction.score == pytest.approx(sent[0]["confidence"])
+        assert prediction.result[0]["value"]["choices"] == [sent[0]["prediction"]]
+        assert first_task.data["image"].startswith("/data/local-files/")
+        person = "Coat" if sent[0]["prediction"] != "Coat" else "Bag"
+        sdk.annotations.create(id=first_task.id, result=[{
+            "from_name": "label", "to_name": "image", "type": "choices",
+            "value": {"choices": [person]}}])
+
+        one = _feedback(home, port, "--collect")
+        assert (one["labeled"], one["new_labels"], one["pending"]) == (1, 1, 24)
+        assert one["base_version"] == model.dataset_version
+        every = _feedback(home, port, "--collect", "--accept-predictions")
+        assert (every["labeled"], every["new_labels"], every["pending"]) == (25, 24, 0)
+        assert every["dataset_version"] not in (one["dataset_version"], model.dataset_version)
+    finally:
+        cdl("studio", "stop", home=home)
+        cdl("db", "stop", home=home)  # `studio start` left it running
+
+    with open_database(state) as db:
+        mldata = LocalMLData(state.mldata, db)
+        base = mldata.load(model.dataset_version)
+        grown = mldata.load(every["dataset_version"])
+        samples = {s.scoring_id: s for s in PostgresFeedback(db).samples("fmnist")}
+    added = [e for e in grown.entries if e.notes.get("kind") == "scoring-sample"]
+    assert [e.path for e in grown.entries if e not in added] == [e.path for e in base.entries]
+    assert {e.notes["scoring_id"] for e in added} == set(samples) == {
+        s["scoring_id"] for s in sent + second["feedback"]["samples"]}
+    mine = next(e for e in added if e.notes["scoring_id"] == sent[0]["scoring_id"])
+    assert mine.label == person and mine.notes["labeler"] != "cdl-accepted-prediction"
+    assert all(e.label == by_row[e.notes["scoring_id"]].prediction
+               and e.notes["labeler"] == "cdl-accepted-prediction"
+               for e in added if e is not mine)
+    assert {e.split for e in added} == {"train", "test"}
+    assert all(samples[e.notes["scoring_id"]].dataset_version == grown.version for e in added)
+    # the use case reads the samples back as items whose pixels are the served ones
+    items = FMNIST.items(grown, mldata)
+    assert len(items) == len(FMNIST.items(base, mldata)) + 25
+    sample_items = [i for i in items if i.item_id.startswith("scoring-")]
+    pixels = FMNIST.served_inputs(sample_items, mldata)
+    assert all(pixels[n] == by_row[int(i.item_id.split("-")[1])].input
+               for n, i in enumerate(sample_items))
+
+
+@pytest.mark.slow
+def test_collect_before_any_feedback_is_one_line(windows: dict[str, Any]) -> None:
+    run = cdl("maintain", "--usecase", "bbc", "--collect", "--label-studio-port",
+              str(deploy.free_port()), home=windows["home"])
+    assert_one_line_error(run, "no served input of bbc was sent to labeling yet",
+                          "--feedback N")
+    assert "Label Studio" not in run.stderr.split("Fix:")[0]
+
+
+def test_accept_predictions_needs_collect(tmp_path: Path) -> None:
+    run = cdl("maintain", "--usecase", "bbc", "--accept-predictions", home=tmp_path / "home")
+    assert_one_line_error(run, "--accept-predictions only applies to --collect")
 
 
 @pytest.mark.slow
