@@ -15,8 +15,17 @@ apt_install() {
         echo "setup: missing system packages: $*; install them as root (apt-get install $*)" >&2
         exit 1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    # apt's and debconf's chatter ("delaying package configuration") shown only on failure
+    local out
+    out="$(mktemp)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >"$out" 2>&1; then
+        cat "$out" >&2
+        rm -f "$out"
+        echo "setup: failed: apt-get install $*" >&2
+        exit 1
+    fi
+    rm -f "$out"
 }
 
 # An interpreter of Python VERSION with venv: `pythonX.Y`, python3, pyenv's, the system's.

@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from usecases import defaults
 from usecases.cli.common import (
+    SeedOpt,
     StudioPortOpt,
     app,
     console,
+    data_options,
     guarded,
     progress_display,
     usecase_named,
@@ -22,7 +25,8 @@ from usecases.state import State
 from usecases.stores.labelstudio import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from usecases.workflow.context import Context
+    from usecases.stores.registry import ModelVersion
+    from usecases.workflow.context import Case, Context
     from usecases.workflow.feedback import Sent
     from usecases.workflow.usecase import UseCase
 
@@ -67,25 +71,58 @@ def maintain(
     accept: Annotated[bool, typer.Option("--accept-predictions", help="With --collect: take "
                                          "the pre-annotations nobody reviewed as reviewed "
                                          "(a demo's stand-in for a person).")] = False,
+    challenge: Annotated[bool, typer.Option("--challenge", help="Train a challenger on the "
+                                            "dataset version the feedback built; promote it "
+                                            "only if it is better.")] = False,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="With --challenge: the "
+                                                "dataset version (default: the newest one "
+                                                "with labeled feedback).")] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=1.0, help="With "
+                                             "--challenge: test accuracy the challenger may "
+                                             "lose and still be promoted.")] = 0.01,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="With --challenge: ASHA "
+                                        "trials.")] = defaults.TRIALS,
+    seed: SeedOpt = defaults.SEED,
+    label_studio: Annotated[bool, typer.Option(
+        "--label-studio/--no-label-studio", help="With --challenge: label the new version "
+        "through Label Studio, or store its labels directly.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
     """Model Maintenance: does the serving version still see what it was trained on?
     Prediction drift (class-mix PSI) and input drift (Kolmogorov-Smirnov on label-free
     signals) over a window of its Scoring Data; the verdict and its evidence as JSON. With
     --feedback, drift sends served inputs to labeling; --collect turns their labels into a
-    new dataset version."""
+    new dataset version; --challenge trains a challenger on it and promotes it only if it is
+    better (a running `cdl serve` switches to it without downtime)."""
     from usecases.stores.local import open_stores
     from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
     from usecases.workflow.maintenance import monitor
 
     def action() -> None:
         if accept and not collect:
             raise CDLError("--accept-predictions only applies to --collect",
                            "add --collect, or drop --accept-predictions")
+        if sum((collect, challenge, bool(feedback))) > 1:
+            raise CDLError("--feedback, --collect and --challenge are steps of their own",
+                           "run one at a time: feedback, then collect, then challenge")
         chosen = usecase_named(usecase)
         start = _since(hours, since)
         state = State.from_env()
         number = version if version is not None else serving_version(state, chosen.model_name)
+        if challenge:
+            with progress_display() as display, run.open_run(
+                    state, display, "cdl maintain",
+                    label_studio_port if label_studio else None) as ctx:
+                champion = ctx.stores.models.get(chosen.model_name, number)
+                # the champion's own vocabulary (BBC), so that both read the same features
+                vocab = champion.artifact_path / "vocab.txt"
+                case = Case(chosen, RunOptions(
+                    data_options(chosen, None, defaults.MAX_FILE_BYTES, defaults.MIN_CHARS,
+                                 vocab if vocab.is_file() else None),
+                    trials=trials, seed=seed))
+                _challenge(ctx, case, champion, dataset, tolerance)
+            return
         if collect:
             with progress_display(bar=False) as display, run.open_run(
                     state, display, "cdl maintain", label_studio_port) as ctx:
@@ -129,6 +166,27 @@ def _send(ctx: Context, chosen: UseCase, number: int, start: datetime, count: in
         return
     served = stores.scoring.served_inputs(model.name, str(model.version), start)
     _say(verdict.to_dict(), send(stores, ctx.studio(), chosen, model, served, count))
+
+
+def _challenge(ctx: Context, case: Case, champion: ModelVersion, dataset: str | None,
+               tolerance: float) -> None:
+    from usecases.workflow.challenge import challenge
+    from usecases.workflow.data import commit_version
+    from usecases.workflow.feedback import latest_version
+
+    stores, usecase = ctx.stores, case.usecase
+    chosen = dataset or latest_version(stores, usecase)
+    if not stores.mldata.has(chosen):
+        raise CDLError(f"dataset version {chosen} does not exist",
+                       "pass --dataset with a version `cdl maintain --collect` printed")
+    version = commit_version(stores.mldata, usecase, stores.mldata.load(chosen), True)
+    decision = challenge(ctx, case, champion, version, tolerance)
+    print(json.dumps(decision.as_dict(), indent=2))
+    verdict = "promoted" if decision.promoted else "not promoted"
+    where = f"; {decision.served} now serves it" if decision.served else ""
+    console.print(f"{usecase.name}: challenger v{decision.challenger} {verdict} over v"
+                  f"{decision.champion}: {decision.reason}{where}", highlight=False,
+                  soft_wrap=True)
 
 
 def _collect(ctx: Context, chosen: UseCase, number: int, accept: bool) -> None:

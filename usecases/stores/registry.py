@@ -44,6 +44,7 @@ class ModelVersion:
     experiment_id: int | None = None
     training_key: str | None = None
     test_confusion: Confusion | None = None
+    decision: dict[str, Any] | None = None  # Model Maintenance's, on a challenger
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class ModelRegistry(Protocol):
                           threshold: float, confusion: Confusion | None = None) -> ModelVersion:
         """Record the test accuracy (and its confusion matrix) and the gate's verdict on a
         version."""
+
+    def record_decision(self, name: str, version: int,
+                        decision: dict[str, Any]) -> ModelVersion:
+        """Record Model Maintenance's decision on a challenger version."""
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """A version (the latest when ``version`` is None); a CDLError if there is none."""
@@ -182,6 +187,13 @@ class LocalModelRegistry:
             )
         return self.get(name, version)
 
+    def record_decision(self, name: str, version: int,
+                        decision: dict[str, Any]) -> ModelVersion:
+        with self.db.connect() as conn:
+            conn.execute("UPDATE model_versions SET decision = %s WHERE name = %s"
+                         " AND version = %s", (Jsonb(decision), name, version))
+        return self.get(name, version)
+
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         query = "SELECT * FROM model_versions WHERE name = %s"
         params: tuple[Any, ...] = (name,)
@@ -203,6 +215,7 @@ class LocalModelRegistry:
             gate_threshold=row["gate_threshold"], gate_passed=row["gate_passed"],
             experiment_id=row["experiment_id"], training_key=row["training_key"],
             test_confusion=Confusion.from_dict(row["test_confusion"]),
+            decision=row["decision"],
         )
 
     def trained(self, name: str, training_key: str) -> ModelVersion | None:

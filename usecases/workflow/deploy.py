@@ -170,20 +170,38 @@ class Server:
 
     def load(self, name: str) -> None:
         """Load (or load again) the model folder ``name`` from the server's repository, once
-        the server is ready. MLServer loads a new version before it unloads the one it
-        serves, so requests keep being answered."""
+        the server is ready."""
         self.wait_ready()
-        request = urllib.request.Request(f"{self.url}/v2/repository/models/{name}/load",
-                                         data=b"", method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout):
-                return
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace").strip()
-        except OSError as error:  # the server stopped while loading
-            detail = str(error)
-        raise CDLError(f"MLServer could not load {name}: {detail}",
-                       f"read {self.log} for the runtime's error")
+        load_model(self.url, name, self.log, self.timeout)
+
+
+def load_model(url: str, name: str, log: Path, timeout: float = 180.0) -> None:
+    """Ask the MLServer at ``url`` to (re)load the model folder ``name`` of its repository.
+    MLServer loads a new version before it unloads the one it serves, and (with no parallel
+    workers, the default) our runtimes' load holds its event loop: requests wait for the switch
+    instead of failing."""
+    request = urllib.request.Request(f"{url}/v2/repository/models/{name}/load",
+                                     data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace").strip()
+    except OSError as error:  # the server stopped while loading
+        detail = str(error)
+    raise CDLError(f"MLServer could not load {name}: {detail}",
+                   f"read {log} for the runtime's error")
+
+
+def running_server(repository: Path) -> str | None:
+    """The URL of an MLServer serving ``repository`` now (a ``cdl serve``), if any."""
+    try:
+        recorded = json.loads((repository / SERVER_RECORD).read_text())
+        settings = json.loads((repository / "settings.json").read_text())
+        pid, port = int(recorded["pid"]), int(settings["http_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"http://127.0.0.1:{port}" if process_running(pid, "mlserver") else None
 
 
 def _mlserver() -> str:

@@ -40,6 +40,7 @@ from usecases.workflow.data import DatasetVersion, commit_version
 from usecases.workflow.usecase import Item, UseCase
 
 SPLIT = "feedback"  # the Label Studio project is "CDL <use case> feedback"
+SAMPLE_PREFIX = "scoring-"  # a sample's item id: this and its Scoring Data row id
 HOLDOUT = 0.5  # of the labeled samples, held out in the test split
 ACCEPTED = "cdl-accepted-prediction"  # who a pre-annotation accepted as reviewed is credited to
 
@@ -88,7 +89,8 @@ def least_confident(served: list[ServedInput], known: set[str],
 
 def sample_item(sample: Sample, split: str = SPLIT) -> Item:
     label = sample.label or sample.prediction
-    return Item(f"scoring-{sample.scoring_id}", f"scoring/{sample.scoring_id}", label, split,
+    return Item(f"{SAMPLE_PREFIX}{sample.scoring_id}", f"scoring/{sample.scoring_id}", label,
+                split,
                 group=sample.sha256, content=sample.sha256, source=sample.sha256)
 
 
@@ -135,7 +137,7 @@ def collect(stores: Stores, studio: Callable[[], LabelStudioClient], usecase: Us
     """The feedback project's labels recorded on the samples, and the labeled samples added
     to the items of ``base``'s dataset version as a new one. ``studio`` opens Label Studio
     once there are samples to ask it about."""
-    samples = {f"scoring-{s.scoring_id}": s for s in stores.feedback.samples(usecase.name)}
+    samples = {sample_item(s).item_id: s for s in stores.feedback.samples(usecase.name)}
     if not samples:
         raise CDLError(f"no served input of {usecase.name} was sent to labeling yet",
                        f"run `cdl maintain --usecase {usecase.name} --feedback N` once it "
@@ -163,6 +165,16 @@ def collect(stores: Stores, studio: Callable[[], LabelStudioClient], usecase: Us
     stores.feedback.joined([s.scoring_id for s in labeled], dataset.id)
     return Collected(len(labeled), new_labels, pending, dataset.id, base.dataset_version,
                      dataset.counts.as_dict())
+
+
+def latest_version(stores: Stores, usecase: UseCase) -> str:
+    """The newest dataset version labeled samples of the use case joined."""
+    joined = [s for s in stores.feedback.samples(usecase.name) if s.dataset_version]
+    if not joined:
+        raise CDLError(f"no labeled served input of {usecase.name} is in a dataset version yet",
+                       f"label the feedback tasks, then run `cdl maintain --usecase "
+                       f"{usecase.name} --collect`")
+    return str(max(joined, key=lambda s: s.labeled_at or s.sent_at).dataset_version)
 
 
 def held_out(sha: str) -> bool:

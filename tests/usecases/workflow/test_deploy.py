@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,51 @@ def test_a_server_started_empty_loads_each_folder_when_asked(packaged: dict[str,
             server.load("broken")
         assert str(server.log) in failed.value.fix
         assert deploy.infer(server.url, "bbc-news", text)[0] == 200
+
+
+def test_a_new_version_replaces_the_served_one_while_requests_keep_being_answered(
+        packaged: dict[str, Any], tmp_path: Path) -> None:
+    """What a promotion does to a running server: the folder is swapped for a new version and
+    MLServer loads it (then unloads the old) while four clients send requests: none fails,
+    and the answers come from the new version afterwards."""
+    repository = tmp_path / "models"
+    folder = shutil.copytree(packaged["repository"] / "bbc-news", repository / "bbc-news")
+    text = _text(["The minister lost the vote."])
+    with deploy.serve(repository, tmp_path / "mlserver.log", deploy.free_port(),
+                      deploy.free_port(), None) as server:
+        assert deploy.running_server(repository) == server.url
+        answers: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    code, body = deploy.infer(server.url, "bbc-news", text, timeout=30)
+                except OSError as error:
+                    code, body = 0, {"error": str(error)}
+                answers.append((code, body.get("model_version")))
+
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        try:
+            time.sleep(1)
+            settings = json.loads((folder / "model-settings.json").read_text())
+            old = settings["parameters"]["version"]
+            settings["parameters"]["version"] = new = str(int(old) + 1)
+            deploy.write_folder(folder, "bbc-news", int(new), "runtime.NewsRuntime",
+                                folder / "artifacts", 1_000_000)
+            deploy.load_model(server.url, "bbc-news", server.log)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join()
+    assert deploy.running_server(repository) is None
+    failed = [a for a in answers if a[0] != 200]
+    assert not failed and len(answers) > 100, failed[:3]
+    versions = [version for _, version in answers]
+    assert versions[0] == old and versions[-1] == new
 
 
 def test_cdl_serve_serves_until_interrupted(packaged: dict[str, Any]) -> None:

@@ -199,6 +199,24 @@ def test_drift_sends_the_least_confident_inputs_to_labeling_and_labels_make_a_ne
     assert all(pixels[n] == by_row[int(i.item_id.split("-")[1])].input
                for n, i in enumerate(sample_items))
 
+    # The challenger trained on that version meets a champion whose own predictions are most
+    # of the new samples' labels: it cannot be better on them, so the champion stays.
+    run = cdl("maintain", "--usecase", "fmnist", "--challenge", "--trials", "1",
+              "--no-label-studio", home=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    decision = json.loads(run.stdout)
+    held = sum(e.split == "test" for e in added)
+    assert decision["dataset_version"] == grown.version and decision["champion"] == 1
+    assert decision["new_samples"]["items"] == held
+    assert decision["test_set"]["items"] == sum(i.split == "test"
+                                                for i in FMNIST.items(base, mldata))
+    assert decision["promoted"] is False and "not better on the new samples" in decision["reason"]
+    assert "not promoted over v1" in run.stderr
+    with open_database(state) as db:
+        recorded = LocalModelRegistry(db, state.models).get("fmnist", decision["challenger"])
+    assert recorded.dataset_version == grown.version and recorded.decision == decision
+    assert deploy.packaged_versions(state.home / "serving" / "models")["fmnist"] == 1
+
 
 @pytest.mark.slow
 def test_collect_before_any_feedback_is_one_line(windows: dict[str, Any]) -> None:
