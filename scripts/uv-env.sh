@@ -5,6 +5,8 @@
 #   UV_DEFAULT_INDEX   from PIP_INDEX_URL or pip's `index-url` (a mirror of PyPI); else PyPI
 #   CDL_FIND_LINKS     from PIP_FIND_LINKS or pip's `find-links`: only used to look for torch's
 #                      CPU build (uv is never given pip's extra indexes)
+#   UV_CACHE_DIR       /var/cache/cdl/uv where that can be written (root, as on CI): the wheels,
+#                      ~3 GB of CUDA torch among them, survive a fresh clone; uv keys them by hash
 # and sets uv_version (requirements/tools.in) and UV_TOOL, a venv of that uv for lock.sh.
 pip_config() {  # pip_config KEY: the value pip's config gives KEY (any section), else nothing
     python3 -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'$/\1/p" | tail -1
@@ -21,6 +23,9 @@ if [ -z "${UV_DEFAULT_INDEX:-}${UV_INDEX_URL:-}" ]; then
 fi
 CDL_FIND_LINKS="${PIP_FIND_LINKS:-$(pip_config find-links)}"
 export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+if [ -z "${UV_CACHE_DIR:-}" ] && mkdir -p /var/cache/cdl/uv 2>/dev/null && [ -w /var/cache/cdl/uv ]; then
+    export UV_CACHE_DIR=/var/cache/cdl/uv
+fi
 # The digest of what the locks are made from (lock.sh records it in requirements/inputs.sha256;
 # setup.sh refuses locks that no longer match pyproject.toml)
 lock_inputs() {
