@@ -56,15 +56,22 @@ def add_bad_files(root: Path) -> dict[str, str]:
     }
 
 
+def banded_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` dark noisy 28x28 images, each with a bright band at its class's rows; their
+    classes."""
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 2 * label + 4: 2 * label + 6, :] = 250
+    return images, labels
+
+
 def write_fmnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
     """Small IDX files in the official layout: each class is a bright band at its own rows."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 2 * label + 4: 2 * label + 6, :] = 250
+        images, labels = banded_images(n, rng)
         image_file, label_file = FILES[split]
         (root / image_file).write_bytes(write_idx(images))
         (root / label_file).write_bytes(write_idx(labels))

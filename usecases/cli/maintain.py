@@ -25,6 +25,7 @@ from usecases.state import State
 from usecases.stores.labelstudio import DEFAULT_PORT
 
 if TYPE_CHECKING:
+    from usecases.stores.local import Stores
     from usecases.stores.registry import ModelVersion
     from usecases.workflow.context import Case, Context
     from usecases.workflow.feedback import Sent
@@ -87,6 +88,12 @@ def maintain(
         "--label-studio/--no-label-studio", help="With --challenge: label the new version "
         "through Label Studio, or store its labels directly.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
+    via: Annotated[str, typer.Option("--via", help="With --challenge: train here (local), or "
+                                     "start the project's GitLab pipeline to train on the "
+                                     "cluster (gitlab; CDL_GITLAB_URL, CDL_GITLAB_PROJECT, "
+                                     "CDL_GITLAB_TRIGGER_TOKEN).")] = "local",
+    ref: Annotated[str, typer.Option("--ref", help="With --via gitlab: the branch or tag "
+                                     "whose pipeline runs.")] = "main",
 ) -> None:
     """Model Maintenance: does the serving version still see what it was trained on?
     Prediction drift (class-mix PSI) and input drift (Kolmogorov-Smirnov on label-free
@@ -106,10 +113,22 @@ def maintain(
         if sum((collect, challenge, bool(feedback))) > 1:
             raise CDLError("--feedback, --collect and --challenge are steps of their own",
                            "run one at a time: feedback, then collect, then challenge")
+        if via not in ("local", "gitlab"):
+            raise CDLError(f"--via {via!r} is not a place to train", "pass local or gitlab")
+        if via == "gitlab" and not challenge:
+            raise CDLError("--via gitlab only applies to --challenge", "add --challenge")
         chosen = usecase_named(usecase)
         start = _since(hours, since)
         state = State.from_env()
+        if via == "gitlab":
+            from usecases.cloud import gitlab
+
+            where = gitlab.settings()  # before anything else: it needs nothing local
         number = version if version is not None else serving_version(state, chosen.model_name)
+        if via == "gitlab":
+            with open_stores(state) as stores:
+                _trigger(stores, chosen, number, dataset, tolerance, ref, where)
+            return
         if challenge:
             with progress_display() as display, run.open_run(
                     state, display, "cdl maintain",
@@ -172,13 +191,9 @@ def _challenge(ctx: Context, case: Case, champion: ModelVersion, dataset: str | 
                tolerance: float) -> None:
     from usecases.workflow.challenge import challenge
     from usecases.workflow.data import commit_version
-    from usecases.workflow.feedback import latest_version
 
     stores, usecase = ctx.stores, case.usecase
-    chosen = dataset or latest_version(stores, usecase)
-    if not stores.mldata.has(chosen):
-        raise CDLError(f"dataset version {chosen} does not exist",
-                       "pass --dataset with a version `cdl maintain --collect` printed")
+    chosen = _dataset(stores, usecase, dataset)
     version = commit_version(stores.mldata, usecase, stores.mldata.load(chosen), True)
     decision = challenge(ctx, case, champion, version, tolerance)
     print(json.dumps(decision.as_dict(), indent=2))
@@ -187,6 +202,34 @@ def _challenge(ctx: Context, case: Case, champion: ModelVersion, dataset: str | 
     console.print(f"{usecase.name}: challenger v{decision.challenger} {verdict} over v"
                   f"{decision.champion}: {decision.reason}{where}", highlight=False,
                   soft_wrap=True)
+
+
+def _dataset(stores: Stores, usecase: UseCase, dataset: str | None) -> str:
+    """The dataset version a challenger trains on: ``dataset``, else the newest one with
+    labeled feedback."""
+    from usecases.workflow.feedback import latest_version
+
+    chosen = dataset or latest_version(stores, usecase)
+    if not stores.mldata.has(chosen):
+        raise CDLError(f"dataset version {chosen} does not exist",
+                       "pass --dataset with a version `cdl maintain --collect` printed")
+    return chosen
+
+
+def _trigger(stores: Stores, chosen: UseCase, number: int, dataset: str | None,
+             tolerance: float, ref: str, where: tuple[str, str, str]) -> None:
+    from usecases.cloud import gitlab
+
+    url, project, token = where
+    champion = stores.models.get(chosen.model_name, number)
+    variables = gitlab.challenge_variables(chosen.name, _dataset(stores, chosen, dataset),
+                                           champion.version, tolerance)
+    triggered = gitlab.trigger(url, project, token, ref, variables)
+    print(json.dumps(asdict(triggered), indent=2))
+    console.print(f"{chosen.name}: GitLab pipeline {triggered.id} ({triggered.status}) trains "
+                  f"the challenger of v{champion.version} on "
+                  f"{variables['CDL_MAINTAIN_DATASET']}: {triggered.web_url}",
+                  highlight=False, soft_wrap=True)
 
 
 def _collect(ctx: Context, chosen: UseCase, number: int, accept: bool) -> None:

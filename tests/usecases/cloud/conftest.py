@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +20,7 @@ import openstack
 import pytest
 from openstack.connection import Connection
 
+from tests.loopback import http_server
 from tests.usecases.cloud import api_reference
 
 PASSWORD = "contract-test-password"
@@ -169,13 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReferenceCloud]:
     state = ReferenceCloud()
     handler = type("Handler", (_Handler,), {"cloud": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
     for name in [n for n in os.environ if n.startswith("OS_")]:
         monkeypatch.delenv(name)
-    # A short poll interval: shutdown() waits for it, once per test.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with http_server(handler) as state.base:
+        yield state

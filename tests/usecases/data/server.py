@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from ...loopback import http_server
 
 _RANGE = re.compile(r"bytes=(\d+)-")
 
@@ -101,24 +102,10 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hangs up on a body it refuses (the tests make them) is no error
-
-
 @contextmanager
 def file_server() -> Iterator[FileServer]:
     """A `FileServer` listening on 127.0.0.1 (a free port) until the block ends."""
     state = FileServer()
-    httpd = _Quiet(("127.0.0.1", 0), _handler(state))
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with http_server(_handler(state)) as url:
+        state.port = int(url.rsplit(":", 1)[1])
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()

@@ -12,14 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from label_studio_sdk import LabelStudio
 
 from usecases.bbc.dataset import CLASSES
 from usecases.fmnist.usecase import USECASE as FMNIST
 from usecases.state import State
-from usecases.stores.database import EmbeddedPostgres, open_database
+from usecases.stores.database import open_database
 from usecases.stores.feedback import PostgresFeedback
-from usecases.stores.labelstudio import EmbeddedLabelStudio
 from usecases.stores.mldata import LocalMLData
 from usecases.stores.registry import LocalModelRegistry
 from usecases.stores.scoring import PostgresScoringStore
@@ -27,7 +25,8 @@ from usecases.workflow import deploy
 
 from ...cli import assert_one_line_error, cdl
 from ...packaged import package, serving
-from ...rawdata import article
+from ...rawdata import article, banded_images
+from .feedback_project import annotate, feedback_tasks
 
 
 def _texts(texts: list[str]) -> dict[str, Any]:
@@ -42,11 +41,7 @@ def _images(images: np.ndarray) -> dict[str, Any]:
 
 def _fresh_images(n: int, seed: int) -> np.ndarray:
     """Images from the same distribution as the training data's (tests/rawdata.write_fmnist)."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(rng.integers(0, 10, n)):
-        images[i, 2 * label + 4: 2 * label + 6, :] = 250
-    return images
+    return banded_images(n, np.random.default_rng(seed))[0]
 
 
 def _send(home: Path, requests: list[tuple[str, dict[str, Any]]]) -> None:
@@ -147,11 +142,7 @@ def test_drift_sends_the_least_confident_inputs_to_labeling_and_labels_make_a_ne
         assert second["feedback"]["sent"] == 5 and second["feedback"]["pending"] == 25
         assert "25 waiting for a label" in second["stderr"]
 
-        studio = EmbeddedLabelStudio(state, EmbeddedPostgres(state).conninfo()).running()
-        assert studio is not None
-        sdk = LabelStudio(base_url=studio.url, api_key=studio.token)
-        (project,) = [p for p in sdk.projects.list() if p.title == "CDL fmnist feedback"]
-        tasks = list(sdk.tasks.list(project=project.id, fields="all", page_size=100))
+        sdk, tasks = feedback_tasks(state, "fmnist")
         assert len(tasks) == 25
         assert len({t.data["content"] for t in tasks}) == 25  # one task per input
         first_task = next(t for t in tasks if t.data["scoring_id"] == sent[0]["scoring_id"])
@@ -161,9 +152,7 @@ def test_drift_sends_the_least_confident_inputs_to_labeling_and_labels_make_a_ne
         assert prediction.result[0]["value"]["choices"] == [sent[0]["prediction"]]
         assert first_task.data["image"].startswith("/data/local-files/")
         person = "Coat" if sent[0]["prediction"] != "Coat" else "Bag"
-        sdk.annotations.create(id=first_task.id, result=[{
-            "from_name": "label", "to_name": "image", "type": "choices",
-            "value": {"choices": [person]}}])
+        annotate(sdk, first_task, person)
 
         one = _feedback(home, port, "--collect")
         assert (one["labeled"], one["new_labels"], one["pending"]) == (1, 1, 24)
