@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from usecases.native_logs import import_keras
+
 
 def build(hidden_size: int, learning_rate: float, decay_steps: int,
           steps_per_execution: int = 1, mean: float = 0.0, variance: float = 1.0) -> Any:
@@ -21,7 +23,7 @@ def build(hidden_size: int, learning_rate: float, decay_steps: int,
     ``mean`` and ``variance`` are the normalized training pixels'; the model keeps them, so
     serving feeds the same pixels as before.
     """
-    import keras
+    keras = import_keras()
 
     model = keras.Sequential([
         keras.Input(shape=(28, 28)),

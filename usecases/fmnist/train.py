@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from usecases.fmnist.model import build
+from usecases.native_logs import import_keras
 from usecases.serving.fashion import normalize
 from usecases.workflow.model import training_epochs
 from usecases.workflow.training import entrypoint, keras_callback_class, restore_keras, trial_inputs
@@ -39,7 +40,7 @@ def load_split(features: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 def fit(core_context: Any, callback: Any, config: dict[str, Any], hparams: dict[str, Any],
         epochs: int, latest_checkpoint: str | None = None, strategy: Any = None) -> None:
     """Train (or resume) the model for ``epochs`` epochs, validating after each."""
-    import keras
+    keras = import_keras()
 
     features = Path(config["data"]["features"])
     train_x, train_y = load_split(features, "train")

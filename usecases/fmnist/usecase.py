@@ -18,6 +18,7 @@ from PIL import Image
 
 from usecases.errors import CDLError
 from usecases.fmnist import idx
+from usecases.native_logs import import_keras
 from usecases.stores.labelstudio import media_url
 from usecases.stores.mldata import Manifest, MLData, is_sample
 from usecases.workflow import training
@@ -157,7 +158,7 @@ class FashionMNIST:
         """The Keras model file and the label names: all serving needs, no Determined."""
         trained = self._load(checkpoint / training.KERAS_MODEL_FILE, "checkpoint",
                              "delete it and run `cdl demo` again to retrain")
-        import keras
+        keras = import_keras()
 
         # Serving needs the layers and weights, not the optimizer's state (half the file).
         serving = keras.Sequential.from_config(trained.get_config())
@@ -175,7 +176,7 @@ class FashionMNIST:
 
     def _load(self, path: Path, what: str, fix: str) -> Any:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
+        keras = import_keras()
 
         try:
             return keras.models.load_model(path)

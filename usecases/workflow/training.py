@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from usecases.errors import CDLError
+from usecases.native_logs import import_keras
 from usecases.workflow.usecase import History, OnValidation
 
 if TYPE_CHECKING:
@@ -111,9 +112,10 @@ KERAS_STATE_FILE = "state.json"
 
 def keras_callback_class() -> type:
     """The callback class, built on first use so that importing this module needs no Keras."""
-    import keras
+    keras = import_keras()
+    base: Any = keras.callbacks.Callback
 
-    class DeterminedCallback(keras.callbacks.Callback):
+    class DeterminedCallback(base):
         """Reports each epoch's metrics through the Core API, checkpoints at the end of
         training and when the master asks to preempt, and stops early on request."""
 
@@ -163,7 +165,7 @@ def keras_callback_class() -> type:
 
 def restore_keras(core_context: Any, storage_id: str) -> tuple[Any, int]:
     """Model and completed epochs from a checkpoint written by the callback (resume)."""
-    import keras
+    keras = import_keras()
 
     with core_context.checkpoint.restore_path(storage_id) as path:
         model = keras.models.load_model(Path(path) / KERAS_MODEL_FILE)
