@@ -1,7 +1,8 @@
 """Upstream data files (chart values, schemas, CRDs) read in place, and validators over them.
 
 The files live in ``shared/upstream`` next to the repository (see SOURCES.md there); they are
-read, never copied into the repository. ``CDL_UPSTREAM`` overrides the location.
+read, never copied into the repository. ``CDL_UPSTREAM`` overrides the location; where none
+is found, the tests that need them are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def upstream_root() -> Path:
     for candidate in candidates:
         if (candidate / "crds").is_dir():
             return candidate
-    pytest.fail("the upstream chart data files are not in "
-                + ", ".join(str(c) for c in candidates) + "; set CDL_UPSTREAM")
+    # A clone on a user's machine has no such copy (the charts' own files are not ours to
+    # commit): the checks against them are skipped there, and setup.sh says so up front.
+    pytest.skip("the upstream chart data (values, schemas, CRDs) is not in "
+                + ", ".join(str(c) for c in candidates) + "; set CDL_UPSTREAM to a copy")
 
 
 @functools.cache

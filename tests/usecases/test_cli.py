@@ -17,16 +17,20 @@ from .report.browser import open_page
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory: pytest.TempPathFactory, bbc_raw: Path) -> dict[str, Any]:
-    """Two demo runs on the real BBC dataset in one state dir: an ASHA search, then a single run."""
+    """Two demo runs on the real datasets in one state dir: an ASHA search on BBC, then both use
+    cases with a single trial each (BBC's dataset and labels reused, a second model version)."""
     home = tmp_path_factory.mktemp("real") / "cdl"
-    reports = []
-    for i, trials in enumerate(("4", "1")):
-        report = home.parent / f"r{i}.json"
-        run = cdl("demo", "--usecase", "bbc", "--data", str(bbc_raw), "--trials", trials,
-                  "--report", str(report), "--label-studio-port", str(free_port()), home=home)
-        assert run.returncode == 0, run.stderr[-3000:]
-        reports.append(json.loads(report.read_text())["usecases"]["bbc"])
-    return {"home": home, "reports": reports, "raw": bbc_raw}
+    first = home.parent / "r0.json"
+    run = cdl("demo", "--usecase", "bbc", "--data", str(bbc_raw), "--trials", "4",
+              "--report", str(first), "--label-studio-port", str(free_port()), home=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    both = home.parent / "r1.json"
+    run = cdl("demo", "--trials", "1", "--report", str(both), "--label-studio-port",
+              str(free_port()), home=home, env={"CDL_DATASETS": str(bbc_raw.parent)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    reports = [json.loads(path.read_text()) for path in (first, both)]
+    return {"home": home, "reports": [r["usecases"]["bbc"] for r in reports], "raw": bbc_raw,
+            "both": reports[1], "stderr": run.stderr}
 
 
 @pytest.mark.slow
@@ -111,6 +115,7 @@ def test_corrupt_model_artifacts_are_reported_not_loaded(real_runs: dict[str, An
     assert_one_line_error(run, "corrupt", "model.pt")
 
 
+@pytest.mark.slow
 def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
     raw = write_bbc(tmp_path / "raw", per_class=16)
     expected = add_bad_files(raw)
@@ -129,6 +134,7 @@ def test_bad_files_are_quarantined_and_counted(tmp_path: Path) -> None:
         assert f"quarantined {path}" in run.stderr
 
 
+@pytest.mark.slow
 def test_a_rerun_with_the_same_inputs_reuses_the_model_and_retrain_trains_anew(
         tmp_path: Path) -> None:
     raw, home = write_bbc(tmp_path / "raw", per_class=8), tmp_path / "home"
@@ -189,13 +195,10 @@ def test_data_needs_a_single_usecase(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
-    report_path = tmp_path / "r.json"
-    run = cdl("demo", "--trials", "1", "--report", str(report_path), "--label-studio-port",
-              str(free_port()), home=tmp_path / "home",
-              env={"CDL_DATASETS": str(datasets_root())})
-    assert run.returncode == 0, run.stderr[-3000:]
-    usecases = json.loads(report_path.read_text())["usecases"]
+def test_demo_runs_both_usecases_into_one_report(real_runs: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    home: Path = real_runs["home"]
+    usecases = real_runs["both"]["usecases"]
     assert set(usecases) == {"bbc", "fmnist"}
     fmnist = usecases["fmnist"]
     assert fmnist["dataset"]["counts"] == {"ingested": 70000, "valid": 70000, "quarantined": 0,
@@ -215,28 +218,29 @@ def test_demo_runs_both_usecases_into_one_report(tmp_path: Path) -> None:
     # Fashion-MNIST trains on the dataset's labels; its 70,000 tasks went to Label Studio in
     # the background, finished before the demo stopped it, and `cdl label` finds them there
     assert usecases["fmnist"]["labeling"]["importing"] == 70000
-    jobs = {job["title"]: job for job in json.loads(report_path.read_text())["background"]}
+    jobs = {job["title"]: job for job in real_runs["both"]["background"]}
     assert jobs["fmnist: 70000 tasks into Label Studio"]["error"] is None
-    assert "Label Studio: http://127.0.0.1:" in run.stderr and "label-studio.json" in run.stderr
+    stderr: str = real_runs["stderr"]
+    assert "Label Studio: http://127.0.0.1:" in stderr and "label-studio.json" in stderr
     # not a terminal: one plain line per finished stage with its time, no spinners
-    lines = run.stderr.splitlines()
+    lines = stderr.splitlines()
     assert re.compile(r"fmnist: labels \(Label Studio → PostgreSQL\): \d+\.\ds").fullmatch(
         next(line for line in lines if line.startswith("fmnist: labels")))
-    assert "\r" not in run.stderr and "⠋" not in run.stderr
-    _the_report_renders(tmp_path, run.stderr)
+    assert "\r" not in stderr and "⠋" not in stderr
+    _the_report_renders(home, tmp_path, stderr)
     run = cdl("label", "--usecase", "fmnist", "--label-studio-port", str(free_port()),
-              home=tmp_path / "home", env={"CDL_DATASETS": str(datasets_root())})
+              home=home, env={"CDL_DATASETS": str(datasets_root())})
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)["fmnist"]
     assert summary["tasks"] == summary["labels"] == 70000
     assert summary["imported"] == 0 and summary["exported"] == summary["by_people"] == 0
 
 
-def _the_report_renders(tmp_path: Path, stderr: str) -> None:
+def _the_report_renders(home: Path, tmp_path: Path, stderr: str) -> None:
     """The demo's HTML page, in Chromium: both use cases with their figures, nothing fetched,
     no console error; `cdl report` writes it again from the recorded run."""
     page = Path(re.search(r"^report: (\S+)$", stderr, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    assert page.parent == tmp_path / "home" / "reports"
+    assert page.parent == home / "reports"
     opened = open_page(page, tmp_path / "profile", tmp_path / "page.png")
     assert opened.requests == [page.as_uri()]
     assert opened.console == [] and opened.page_errors == []
@@ -245,7 +249,7 @@ def _the_report_renders(tmp_path: Path, stderr: str) -> None:
                            "confusion matrix on the test set",
                            "class mix of the served predictions"] * 2)
     html = page.read_text()
-    assert "bbc-news v1" in html and "fmnist v1" in html and "20 predictions" in html
-    run = cdl("report", home=tmp_path / "home")
+    assert "bbc-news v2" in html and "fmnist v1" in html and "20 predictions" in html
+    run = cdl("report", home=home)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "home" / "reports" / "latest.html").exists()
+    assert (home / "reports" / "latest.html").exists()

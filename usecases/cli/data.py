@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,9 @@ def fetch(
     dest: Annotated[Path | None, typer.Option("--dest", help="Datasets folder: the dataset "
                                               "goes to DEST/bbc (default: CDL_HOME/datasets)."
                                               )] = None,
-    url: Annotated[str | None, typer.Option("--url", envvar="CDL_BBC_URL",
-                                            help="Where to download the archive from "
-                                            "(default: its publisher; any copy is "
-                                            "verified all the same).")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Where to download the BBC archive "
+                                            "from (default: CDL_BBC_URL, else its publisher; "
+                                            "any copy is verified all the same).")] = None,
 ) -> None:
     """Download a raw dataset from its publisher, verify it by its content, extract it.
 
@@ -46,7 +46,10 @@ def fetch(
 
         folder = (dest or State.from_env().home / "datasets").expanduser().resolve()
         with _progress() as progress:
-            fetched = bbc.fetch(folder, url or bbc.URL, progress)
+            # CDL_BBC_URL is read here, not as the option's envvar: set for bbc, it must not
+            # make `cdl data fetch fmnist` refuse an --url nobody passed.
+            fetched = bbc.fetch(folder, url or os.environ.get("CDL_BBC_URL") or bbc.URL,
+                                progress)
         console.print(f"{fetched.folder} already holds the verified BBC dataset: nothing to do"
                       if fetched.already else
                       f"BBC dataset verified and extracted to {fetched.folder}", highlight=False,

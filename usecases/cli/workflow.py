@@ -1,4 +1,4 @@
-"""The workflow's commands: demo, evaluate, serve, scoring, label."""
+"""The workflow's commands: demo, ingest, evaluate, serve, scoring, label."""
 
 from __future__ import annotations
 
@@ -35,7 +35,25 @@ from usecases.stores.labelstudio import DEFAULT_PORT
 from usecases.workflow.display import Display
 
 if TYPE_CHECKING:
-    from usecases.workflow.context import Context
+    from usecases.workflow.context import Case, Context
+
+
+LabelStudioOpt = Annotated[bool, typer.Option(
+    "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
+    "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")]
+
+
+def _cases(usecase: str, data: Path | None, max_bytes: int, min_chars: int,
+           vocab: Path | None, **options: Any) -> list[Case]:
+    """The chosen use cases with their data options, their raw data checked to be there."""
+    from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
+
+    cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
+                                   **options))
+             for case in usecases_named(usecase, data)]
+    run.check_sources(cases)
+    return cases
 
 
 @app.command()
@@ -46,6 +64,9 @@ def demo(
                                         "single-training config.")] = defaults.TRIALS,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report "
                                                 "here.")] = None,
+    artifacts: Annotated[Path | None, typer.Option(
+        "--artifacts", help="Write CI report files into this folder: junit.xml (the gate, a "
+        "test case per use case), metrics.txt, model.env (dotenv), summary.md.")] = None,
     gate: GateOpt = defaults.GATE,
     max_bytes: MaxBytes = defaults.MAX_FILE_BYTES,
     min_chars: MinChars = defaults.MIN_CHARS,
@@ -54,9 +75,7 @@ def demo(
     smoke: Annotated[int, typer.Option("--smoke", min=0, help="Held-out examples sent through "
                                        "the served model; 0 skips deployment.")
                      ] = defaults.SMOKE,
-    label_studio: Annotated[bool, typer.Option(
-        "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
-        "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")] = True,
+    label_studio: LabelStudioOpt = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a model version "
                                           "from the same data, features, code and search is "
@@ -66,7 +85,6 @@ def demo(
 ) -> None:
     """Run the data, model and deployment pipelines of the use cases on this machine."""
     from usecases.workflow import run
-    from usecases.workflow.context import Case, RunOptions
 
     if verbose:
         # main() quiets them by default. Nothing has imported TensorFlow yet, and MLServer's
@@ -75,11 +93,8 @@ def demo(
 
     def action() -> None:
         state = State.from_env()
-        cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
-                                       trials=trials, gate=gate, seed=seed, smoke=smoke,
-                                       retrain=retrain))
-                 for case in usecases_named(usecase, data)]
-        run.check_sources(cases)
+        cases = _cases(usecase, data, max_bytes, min_chars, vocab, trials=trials, gate=gate,
+                       seed=seed, smoke=smoke, retrain=retrain)
         with progress_display() as display, run.open_run(
                 state, display, "cdl demo",
                 label_studio_port if label_studio else None) as ctx:
@@ -87,6 +102,10 @@ def demo(
             body = result.to_dict()
             if report is not None:
                 atomic_write(report, json.dumps(body, indent=2) + "\n")
+            if artifacts is not None:
+                from usecases.workflow import artifacts as ci
+
+                ci.write(artifacts, body["usecases"], ctx.stores.models.versions())
             page = _keep_report(ctx, body)
         for name, one in body["usecases"].items():
             _summary(name, one)
@@ -135,6 +154,33 @@ def _summary(name: str, result: dict[str, Any]) -> None:
         f"gate {result['gate']['threshold']:g} {verdict}; {result['timings']['total']:.0f}s",
         highlight=False,
     )
+
+
+@app.command()
+def ingest(
+    usecase: Annotated[str, typer.Option("--usecase", help="bbc, fmnist or all.")] = "all",
+    data: DataOpt = None,
+    max_bytes: MaxBytes = defaults.MAX_FILE_BYTES,
+    min_chars: MinChars = defaults.MIN_CHARS,
+    vocab: VocabOpt = None,
+    seed: SeedOpt = defaults.SEED,
+    label_studio: LabelStudioOpt = True,
+    label_studio_port: StudioPortOpt = DEFAULT_PORT,
+) -> None:
+    """The data pipeline alone: ingest, validate (quarantine), version, label, transform.
+
+    Prints each use case's dataset version and counts (JSON); `cdl demo` then reuses them."""
+    from usecases.workflow import run
+
+    def action() -> None:
+        cases = _cases(usecase, data, max_bytes, min_chars, vocab, seed=seed)
+        with progress_display() as display, run.open_run(
+                State.from_env(), display, "cdl ingest",
+                label_studio_port if label_studio else None) as ctx:
+            results = run.ingest_only(ctx, cases)
+        print(json.dumps(results, indent=2))
+
+    guarded(action)
 
 
 @app.command()
@@ -249,13 +295,9 @@ def label(
     They replace the label tables' rows of the data's current version; the next demo trains
     on them."""
     from usecases.workflow import run
-    from usecases.workflow.context import Case, RunOptions
 
     def action() -> None:
-        cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, None),
-                                       seed=seed))
-                 for case in usecases_named(usecase, data)]
-        run.check_sources(cases)
+        cases = _cases(usecase, data, max_bytes, min_chars, None, seed=seed)
         with progress_display(bar=False) as display, run.open_run(
                 State.from_env(), display, "cdl label",
                 label_studio_port) as ctx:

@@ -264,6 +264,18 @@ def smoke_all(ctx: Context, server: deploy.Server, deployed: list[Deployed]) -> 
         one.case.timings["serve"] = ctx.timings["serve"]
 
 
+def ingest_only(ctx: Context, cases: list[Case]) -> dict[str, dict[str, object]]:
+    """``cdl ingest``: each use case's data pipeline, up to its features; nothing trained."""
+    results: dict[str, dict[str, object]] = {}
+    for case in cases:
+        prepared = prepare(ctx, case)
+        dataset = DatasetReport.of(prepared.dataset)
+        results[case.name] = {"dataset": asdict(dataset), "labeling": asdict(prepared.labeling),
+                              "features": str(prepared.features)}
+    finish_background(ctx)
+    return results
+
+
 def relabel(ctx: Context, cases: list[Case]) -> dict[str, dict[str, object]]:
     """``cdl label``: export each use case's labels from Label Studio again (after people
     edited them) into the label tables of its current dataset version."""

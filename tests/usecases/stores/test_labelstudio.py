@@ -21,6 +21,9 @@ from usecases.stores.labelstudio import (
 
 from ...conftest import free_port
 
+# Every test here boots a real Label Studio
+pytestmark = pytest.mark.slow
+
 
 def test_credentials_are_generated_and_owner_only(label_studio_server: EmbeddedLabelStudio,
                                                   label_studio: Studio) -> None:

@@ -29,6 +29,9 @@ from usecases.workflow.scoring import summarize
 
 from ...packaged import package, serving
 
+# Every test here serves models a fixture trained, through a real MLServer
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

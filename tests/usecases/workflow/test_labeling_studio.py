@@ -31,6 +31,9 @@ from usecases.workflow.usecase import DataOptions, UseCase
 from ...conftest import free_port
 from ...rawdata import write_bbc, write_fmnist
 
+# Every test here boots a real Label Studio
+pytestmark = pytest.mark.slow
+
 
 def _bbc(tmp_path: Path, ctx: Context) -> DatasetVersion:
     raw = write_bbc(tmp_path / "raw", per_class=4)
