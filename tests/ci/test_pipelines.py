@@ -24,7 +24,7 @@ from ..rawdata import write_bbc
 
 GITLAB_CI_LOCAL = REPO / ".venv" / "bin" / "gitlab-ci-local"
 PIPELINE_FILES = [REPO / ".gitlab-ci.yml", *sorted((REPO / "ci").glob("*.yml"))]
-WORKFLOW_JOBS = {f"{u}:{stage}" for u in ("bbc", "fmnist")
+WORKFLOW_JOBS = {f"{u}-{stage}" for u in ("bbc", "fmnist")
                  for stage in ("data", "model", "review", "deploy")}
 
 
@@ -41,8 +41,8 @@ def test_the_schema_check_catches_a_misshapen_job(tmp_path: Path) -> None:
     refused, naming the job."""
     text = (REPO / "ci" / "bbc.yml").read_text()
     for broken in (text.replace("      when: never", "      when: sometimes", 1),
-                   text.replace("  needs: [bbc:model]\n  resource_group",
-                                "  needs: bbc:model\n  resource_group", 1)):
+                   text.replace("  needs: [bbc-model]\n  resource_group",
+                                "  needs: bbc-model\n  resource_group", 1)):
         assert broken != text
         path = tmp_path / "broken.yml"
         path.write_text(broken)
@@ -50,7 +50,7 @@ def test_the_schema_check_catches_a_misshapen_job(tmp_path: Path) -> None:
                               "--builtin-schema", "vendor.gitlab-ci", "--data-transform",
                               "gitlab-ci", str(path)],
                              capture_output=True, text=True, timeout=120, check=False)
-        assert run.returncode == 1 and "bbc:" in run.stdout, run.stdout
+        assert run.returncode == 1 and "bbc-" in run.stdout, run.stdout
 
 
 def test_rules_not_only_and_no_secret_in_the_pipelines() -> None:
@@ -154,15 +154,15 @@ def test_an_experiment_branch_ingests_trains_and_passes_the_gate_with_its_report
         tmp_path: Path, origin: Path, datasets: Path) -> None:
     done = pipeline(tmp_path, origin, datasets, "exp/tokenizer", "usecases/bbc/dataset.py")
     assert done.run.returncode == 0, done.output[-4000:]
-    assert done.passed() == {"bbc:data", "bbc:model"}, done.output[-4000:]
-    junit = ET.parse(done.artifact("bbc:model", "report/bbc/junit.xml")).getroot()
+    assert done.passed() == {"bbc-data", "bbc-model"}, done.output[-4000:]
+    junit = ET.parse(done.artifact("bbc-model", "report/junit.xml")).getroot()
     assert junit.get("tests") == "1" and junit.get("failures") == "0"
     env = dict(line.split("=", 1) for line in
-               done.artifact("bbc:model", "report/bbc/model.env").read_text().splitlines())
+               done.artifact("bbc-model", "report/model.env").read_text().splitlines())
     assert env["CDL_BBC_MODEL_VERSION"] == "1" and env["CDL_BBC_GATE_PASSED"] == "true"
-    summary = done.artifact("bbc:model", "report/bbc/summary.md").read_text()
+    summary = done.artifact("bbc-model", "report/summary.md").read_text()
     assert env["CDL_BBC_DATASET_VERSION"] in summary and "| 1 |" in summary
-    run = json.loads(done.artifact("bbc:model", "report/bbc/run.json").read_text())
+    run = json.loads(done.artifact("bbc-model", "report/run.json").read_text())
     assert run["usecases"]["bbc"]["dataset"]["reused"] is True  # the data job's version
 
 
@@ -172,9 +172,9 @@ def test_a_gate_above_the_model_fails_the_pipeline_before_any_deploy(
     done = pipeline(tmp_path, origin, datasets, "main", "usecases/bbc/const.yaml",
                     CDL_GATE="1.0", CDL_DATASETS=str(_mislabeled(datasets, tmp_path)))
     assert done.run.returncode != 0
-    assert done.failed() == {"bbc:model"}, done.output[-4000:]
-    assert "bbc:deploy" not in done.started(), done.output[-4000:]
-    junit = ET.parse(done.artifact("bbc:model", "report/bbc/junit.xml")).getroot()
+    assert done.failed() == {"bbc-model"}, done.output[-4000:]
+    assert "bbc-deploy" not in done.started(), done.output[-4000:]
+    junit = ET.parse(done.artifact("bbc-model", "report/junit.xml")).getroot()
     assert junit.get("failures") == "1"
     assert "below the gate 1" in junit.find("testcase/failure").get("message", "")  # type: ignore[union-attr]
 
@@ -184,8 +184,8 @@ def test_the_default_branch_deploys_and_the_served_model_answers(
         tmp_path: Path, origin: Path, datasets: Path) -> None:
     done = pipeline(tmp_path, origin, datasets, "main", "usecases/bbc/const.yaml")
     assert done.run.returncode == 0, done.output[-4000:]
-    assert done.passed() == {"bbc:model", "bbc:deploy"}, done.output[-4000:]
-    deployed = json.loads(done.artifact("bbc:deploy", "report/bbc/deploy.json").read_text())
+    assert done.passed() == {"bbc-model", "bbc-deploy"}, done.output[-4000:]
+    deployed = json.loads(done.artifact("bbc-deploy", "report/deploy.json").read_text())
     bbc = deployed["usecases"]["bbc"]
     assert bbc["model"]["reused"] is True and bbc["model"]["version"] == 1  # the model job's
     smoke = bbc["serving"]["smoke"]

@@ -101,6 +101,7 @@ def demo(
             result = run.run(ctx, cases)
             body = result.to_dict()
             if report is not None:
+                report.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(report, json.dumps(body, indent=2) + "\n")
             if artifacts is not None:
                 from usecases.workflow import artifacts as ci
