@@ -158,6 +158,9 @@ case "$mode" in
         # Debian's headless Chromium opens `cdl report`'s page in the tests (Playwright drives it)
         [ -x /usr/bin/chromium ] || apt_install chromium
         scripts/helm.sh
+        # gitlab-ci-local runs .gitlab-ci.yml's pipelines in the tests; it copies with rsync
+        command -v rsync >/dev/null || apt_install rsync
+        scripts/gitlab-ci-local.sh
         scripts/testhosts.sh
         # The fast tests on Python 3.12 too, in a venv of its own, when .venv is 3.11's
         py312=""

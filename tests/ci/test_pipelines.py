@@ -121,6 +121,11 @@ def git(cwd: Path | None, *args: str) -> str:
                           check=True, timeout=120).stdout
 
 
+def scratch_clone(origin: Path, clone: Path) -> None:
+    git(None, "clone", "-q", str(origin), str(clone))
+    git(clone, "remote", "set-head", "origin", "main")  # gitlab-ci-local's default branch
+
+
 def commit(clone: Path, branch: str, path: str, line: str) -> None:
     """A real commit on ``branch``: one comment line appended to ``path``."""
     if branch != "main":
@@ -133,7 +138,7 @@ def commit(clone: Path, branch: str, path: str, line: str) -> None:
 def pipeline(tmp_path: Path, origin: Path, datasets: Path, branch: str, path: str,
              **variables: str) -> Pipeline:
     clone = tmp_path / "clone"
-    git(None, "clone", "-q", str(origin), str(clone))
+    scratch_clone(origin, clone)
     comment = "<!-- a reader's note -->" if path.endswith(".md") else "# a developer's change"
     commit(clone, branch, path, comment)
     settings = {"CDL": f"{sys.executable} -m usecases.cli",  # the checkout's own code
@@ -213,3 +218,27 @@ def _mislabeled(datasets: Path, tmp_path: Path) -> Path:
         for article in sorted((root / "bbc" / label).glob("*.txt"))[:4]:
             article.rename(target / f"from-{label}-{article.name}")
     return root
+
+
+def test_a_model_maintenance_trigger_runs_the_challenger_job_alone(tmp_path: Path,
+                                                                    origin: Path) -> None:
+    """The pipeline `cdl maintain --challenge --via gitlab` starts: its variables select the
+    `maintain` job and nothing of the push workflow (jobs as gitlab-ci-local decides them)."""
+    clone = tmp_path / "clone"
+    scratch_clone(origin, clone)
+    commit(clone, "main", "usecases/bbc/const.yaml", "# a change a push would deploy")
+
+    def planned(*variables: str) -> set[str]:
+        args = [str(GITLAB_CI_LOCAL), "--list-json"]
+        for variable in variables:
+            args += ["--variable", variable]
+        run = subprocess.run(args, cwd=clone, capture_output=True, text=True, timeout=120,
+                             check=True)
+        listing = run.stdout[run.stdout.index("\n[") + 1:] if not run.stdout.startswith(
+            "[") else run.stdout
+        return {job["name"] for job in json.loads(listing) if job["when"] != "never"}
+
+    assert planned("CI_PIPELINE_SOURCE=trigger", "CDL_MAINTAIN=challenge",
+                   "CDL_MAINTAIN_USECASE=fmnist") == {"maintain"}
+    # the same commit pushed: BBC's code changed, so BBC's jobs run and Fashion-MNIST's do not
+    assert planned() == {"bbc-model", "bbc-deploy"}
