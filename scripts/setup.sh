@@ -160,6 +160,8 @@ case "$mode" in
         scripts/helm.sh
         # gitlab-ci-local runs .gitlab-ci.yml's pipelines in the tests; it copies with rsync
         command -v rsync >/dev/null || apt_install rsync
+        # Ruby checks the GitLab role's runner-creation script (tests/playbooks)
+        command -v ruby >/dev/null || apt_install ruby
         scripts/gitlab-ci-local.sh
         scripts/testhosts.sh
         # The fast tests on Python 3.12 too, in a venv of its own, when .venv is 3.11's

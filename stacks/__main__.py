@@ -32,8 +32,11 @@ if pulumi.Config("cdl").get("domain") is None:
     pulumi.log.info("cdl:domain is not set: hosts only, the tool stack is not deployed")
 else:
     cluster = k8s.Provider("cluster", kubeconfig=configured.kubeconfig)
-    platform = Platform("platform", PlatformArgs.from_config(),
-                        pulumi.ResourceOptions(providers=[cluster]))
+    # A GitLab host of this stack: its runner's token, created there by the gitlab role.
+    has_gitlab = any(host.group == "gitlab" for host in machines.hosts)
+    platform = Platform("platform", PlatformArgs.from_config(
+        runner_token=configured.runner_token if has_gitlab else None),
+        pulumi.ResourceOptions(providers=[cluster]))
     pulumi.export("urls", platform.urls)
     pulumi.export("credentials", platform.credentials)
     pulumi.export("determinedMaster", platform.determined_master)

@@ -68,10 +68,24 @@ class ConfigureArgs:
     playbook: str = "site"
 
 
+def runner_token_script(workdir: str) -> str:
+    """Shell printing the authentication token of the platform's GitLab runner, which the
+    gitlab role created on the GitLab host and fetched beside the inventory; nothing where the
+    site has no GitLab host."""
+    token = shlex.quote(f"{workdir}/{RUNNER_TOKEN_FILE}")
+    return f"if [ -f {token} ]; then cat {token}; fi"
+
+
+# Where the gitlab role fetches the runner's token (its gitlab_runner_token_dest default).
+RUNNER_TOKEN_FILE = "gitlab-runner-token"
+
+
 class Configure(pulumi.ComponentResource):
-    """``kubeconfig`` (secret): the cluster the site playbook built."""
+    """``kubeconfig`` (secret): the cluster the site playbook built; ``runner_token`` (secret):
+    the GitLab runner's authentication token the gitlab role created, empty without GitLab."""
 
     kubeconfig: pulumi.Output[str]
+    runner_token: pulumi.Output[str]
 
     def __init__(self, name: str, args: ConfigureArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -89,4 +103,15 @@ class Configure(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
         )
         self.kubeconfig = pulumi.Output.secret(site.stdout)
-        self.register_outputs({"kubeconfig": self.kubeconfig})
+        token = command.local.Command(
+            f"{name}-runner-token",
+            create=runner_token_script(workdir),
+            dir=str(REPO),
+            # read again whenever the site playbook runs again
+            triggers=[args.inventory, playbook_digest()],
+            logging=command.local.Logging.NONE,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[site],
+                                        additional_secret_outputs=["stdout"]),
+        )
+        self.runner_token = pulumi.Output.secret(token.stdout)
+        self.register_outputs({"kubeconfig": self.kubeconfig, "runner_token": self.runner_token})

@@ -45,15 +45,21 @@ class PlatformArgs:
     # Secret config for cdl:objectStore=external.
     object_store_access_key: pulumi.Input[str] | None = None
     object_store_secret_key: pulumi.Input[str] | None = None
-    # A GitLab token allowed to create instance runners; without it no runner is deployed.
+    # The runner's authentication token, created on the GitLab host by the gitlab role
+    # (Configure.runner_token): the default way, no admin token needed.
+    gitlab_runner_token: pulumi.Input[str] | None = None
+    # Or a GitLab token allowed to create instance runners (cdl:gitlabAdminToken): the runner
+    # is then created through GitLab's API, for a GitLab this stack does not configure.
     gitlab_admin_token: pulumi.Input[str] | None = None
 
     @classmethod
-    def from_config(cls, config: pulumi.Config | None = None) -> PlatformArgs:
-        """The `cdl:*` platform keys and secrets of the current stack."""
+    def from_config(cls, config: pulumi.Config | None = None,
+                    runner_token: pulumi.Input[str] | None = None) -> PlatformArgs:
+        """The `cdl:*` platform keys and secrets of the current stack; ``runner_token`` is the
+        configure step's, when the stack has a GitLab host."""
         config = config or pulumi.Config(NAMESPACE)
         return cls(load(config), config.get_secret("objectStoreAccessKey"),
-                   config.get_secret("objectStoreSecretKey"),
+                   config.get_secret("objectStoreSecretKey"), runner_token,
                    config.get_secret("gitlabAdminToken"))
 
 
@@ -69,7 +75,8 @@ class Platform(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cdl:platform:Platform", name, None, opts)
         config = args.config
-        with_runner = config.gitlab_url is not None and args.gitlab_admin_token is not None
+        with_runner = config.gitlab_url is not None and (
+            args.gitlab_admin_token is not None or args.gitlab_runner_token is not None)
         wanted = [ns for ns in Namespace if ns is not Namespace.CI or with_runner]
         spaces = {ns: namespace(ns, self) for ns in wanted}
 
@@ -140,11 +147,17 @@ class Platform(pulumi.ComponentResource):
         release("cdl-smoke", pins.own_chart("cdl-smoke"), Namespace.SMOKE,
                 smoke_values(storage.release is not None), self, smoke_after)
         if with_runner:
-            assert config.gitlab_url is not None and args.gitlab_admin_token is not None
-            token = RunnerToken("gitlab-runner", config.gitlab_url, args.gitlab_admin_token,
-                                f"cdl {pulumi.get_stack()}", pulumi.ResourceOptions(parent=self))
+            assert config.gitlab_url is not None
+            runner_token: pulumi.Input[str]
+            if args.gitlab_admin_token is not None:  # the option: created through the API
+                runner_token = RunnerToken(
+                    "gitlab-runner", config.gitlab_url, args.gitlab_admin_token,
+                    f"cdl {pulumi.get_stack()}", pulumi.ResourceOptions(parent=self)).token
+            else:
+                assert args.gitlab_runner_token is not None
+                runner_token = pulumi.Output.secret(args.gitlab_runner_token)
             runner_secret = secret(RUNNER_SECRET, Namespace.CI,
-                                   {"runner-registration-token": "", "runner-token": token.token},
+                                   {"runner-registration-token": "", "runner-token": runner_token},
                                    self, depends_on=[spaces[Namespace.CI]])
             release("gitlab-runner", pins.GITLAB_RUNNER, Namespace.CI,
                     gitlab_runner_values(config.gitlab_url), self, [runner_secret])

@@ -21,7 +21,7 @@ from usecases.ops import Progress, Result
 pytestmark = pytest.mark.slow
 
 LAYOUT = {"cdl-gpu-1": ["gpu_nodes", "k8s_control"], "cdl-gitlab": ["gitlab"]}
-REAL = {"skip_tags": ["microk8s", "gitlab_omnibus"]}
+REAL = {"skip_tags": ["microk8s", "gitlab_omnibus", "gitlab_runner"]}
 
 
 def _extravars(fleet: Fleet) -> dict[str, Any]:
@@ -117,6 +117,6 @@ def test_gitlab_refuses_to_run_without_a_root_password(converged: Converged) -> 
     extravars = {k: v for k, v in converged.extravars.items() if k != "gitlab_root_password"}
     with pytest.raises(CDLError) as error:
         converged.fleet.run("site", limit="cdl-gitlab", extravars=extravars,
-                            skip_tags=["microk8s", "gitlab_omnibus"])
+                            skip_tags=["microk8s", "gitlab_omnibus", "gitlab_runner"])
     assert "cdl-gitlab" in error.value.problem
     assert "gitlab_root_password" in error.value.problem

@@ -19,6 +19,7 @@ from stacks.configure import (
     ConfigureArgs,
     cdl_command,
     playbook_digest,
+    runner_token_script,
     site_script,
 )
 
@@ -54,7 +55,9 @@ def test_the_site_playbook_runs_on_the_inventory_and_yields_a_secret_kubeconfig(
             lambda pair: seen.update(kubeconfig=pair[0], secret=pair[1]))
 
     declare()
-    (site,) = mocks.commands
+    site, token = mocks.commands
+    assert token.inputs["create"] == runner_token_script(".cdl/pulumi/test")
+    assert token.inputs["triggers"] == site.inputs["triggers"]
     assert site.inputs["stdin"] == INVENTORY
     assert site.inputs["triggers"] == [INVENTORY, playbook_digest()]
     assert site.inputs["logging"] == "stderr"
@@ -91,6 +94,16 @@ def test_the_script_writes_the_inventory_and_prints_only_the_kubeconfig(tmp_path
     assert (tmp_path / "work" / "hosts.yml").stat().st_mode & 0o077 == 0
     assert (tmp_path / "args").read_text().split() == [
         "ops", "site", "--inventory", "work/hosts.yml"]
+
+
+def test_the_runner_token_is_read_where_the_gitlab_role_fetched_it(tmp_path: Path) -> None:
+    script = ["/bin/sh", "-c", runner_token_script("work")]
+    (tmp_path / "work").mkdir()
+    none = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert none.stdout == ""  # a site without GitLab
+    (tmp_path / "work" / "gitlab-runner-token").write_text("glrt-abc")
+    done = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert done.stdout == "glrt-abc"
 
 
 def test_the_program_runs_the_installed_cdl() -> None:

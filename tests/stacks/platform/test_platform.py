@@ -305,6 +305,18 @@ def test_the_gitlab_runner_needs_a_url_and_an_api_token(deploy: Deploy, full: De
     assert runner.inputs["url"] == GITLAB["gitlabUrl"]
 
 
+def test_the_runner_registers_with_the_token_made_on_the_gitlab_host(deploy: Deploy) -> None:
+    """The default path: the gitlab role created the runner (no admin token); its token
+    reaches the runner's Secret, secret all the way, and no API call creates another."""
+    run = deploy(GITLAB, gitlab_runner_token="glrt-made-on-the-host")
+    assert "gitlab-runner" in run.releases()
+    token = run.secret(Namespace.CI, "gitlab-runner-token")
+    assert is_secret(token["stringData"])
+    assert plain(token["stringData"])["runner-token"] == "glrt-made-on-the-host"
+    assert not run.of("pulumi-python:dynamic:Resource")
+    assert "gitlab-runner" not in deploy(gitlab_runner_token="glrt-x").releases()  # no URL
+
+
 @pytest.mark.parametrize("object_store", ["minio", "external"])
 def test_the_smoke_runs_last_against_the_platforms_own_endpoints(deploy: Deploy, tmp_path: Path,
                                                                 object_store: str) -> None:
