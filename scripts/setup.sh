@@ -106,7 +106,9 @@ sync_venv() {  # sync_venv VENV PYTHON LOCK...: VENV holds exactly the LOCKs (+ 
         rm -f "$log.uv"
     fi
     for dir in $CDL_FIND_LINKS; do find_links+=(--find-links "$dir"); done
-    quiet "$venv/bin/uv" pip sync -q --python "$venv/bin/python" --require-hashes --compile-bytecode "${find_links[@]}" "$@"
+    # No --compile-bytecode: compiling every module took 2-3 min per venv here (40,000 files in
+    # .venv), while Python compiles the ones a command imports on first use (about 20 s once)
+    quiet "$venv/bin/uv" pip sync -q --python "$venv/bin/python" --require-hashes "${find_links[@]}" "$@"
     case "$(basename "$1")" in
         cdl-*) quiet "$venv/bin/uv" pip install -q --python "$venv/bin/python" --no-deps \
                    --no-build-isolation -e . ;;
