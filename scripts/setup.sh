@@ -111,7 +111,12 @@ sync_venv() {  # sync_venv VENV PYTHON LOCK...: VENV holds exactly the LOCKs (+ 
     quiet "$venv/bin/uv" pip sync -q --python "$venv/bin/python" --require-hashes "${find_links[@]}" "$@"
     case "$(basename "$1")" in
         cdl-*) quiet "$venv/bin/uv" pip install -q --python "$venv/bin/python" --no-deps \
-                   --no-build-isolation -e . ;;
+                   --no-build-isolation -e .
+               # determined 0.38.1 has invalid escape sequences, which Python 3.12 reports as
+               # SyntaxWarnings when it first compiles them (the only package here that does):
+               # compile it now with those off, so that no command prints them
+               quiet "$venv/bin/python" -W ignore::SyntaxWarning -c "import compileall, os, \
+determined; compileall.compile_dir(os.path.dirname(determined.__file__), quiet=1)" ;;
     esac
     # every dependency installed and compatible; but triton, which torch's CUDA build asks for and
     # the locks leave out (scripts/lock.sh says why)
