@@ -196,7 +196,8 @@ case "$mode" in
         .venv/bin/pytest --durations=25 "$@" || status=$?
         if [ -n "$py312" ]; then
             echo "setup: the fast tests on Python 3.12 (.venv-py312)"
-            .venv-py312/bin/pytest -m "not slow" -q "$@" || { [ "$status" -ne 0 ] || status=$?; }
+            # on every core (pytest-xdist): these are independent, each on its own tmp folders
+            .venv-py312/bin/pytest -m "not slow" -q -n auto "$@" || { [ "$status" -ne 0 ] || status=$?; }
         fi
         exit "$status"
         ;;
