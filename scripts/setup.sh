@@ -182,10 +182,10 @@ case "$mode" in
             fi
         fi
         rm -f "$log"
-        # The charts' own values, schemas and CRDs (tests/charts/upstream.py looks in the same
-        # places) are not in the repository; without them those checks are skipped
-        if [ -z "${CDL_UPSTREAM:-}" ] && [ ! -d ../shared/upstream/crds ] \
-                && [ ! -d /work/shared/upstream/crds ]; then
+        # The charts' own values, schemas and CRDs are not in the repository; without them
+        # those checks are skipped (tests/charts/upstream.py looks for them)
+        if ! .venv/bin/python -c "import sys; from tests.charts.upstream import find_upstream; \
+sys.exit(find_upstream() is None)"; then
             echo "setup: no upstream chart data (../shared/upstream, or set CDL_UPSTREAM):" \
                  "the checks of values and manifests against the charts' own are skipped"
         fi

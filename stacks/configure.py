@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = REPO / "playbooks"
 # Written by runs, not inputs: the inventory and kubeconfig this step writes, Ansible's caches.
 NOT_INPUTS = ("inventory/hosts.yml", "kubeconfig", ".retry", "__pycache__", ".pyc")
+# Where the gitlab role fetches the runner's token (its gitlab_runner_token_dest default).
+RUNNER_TOKEN_FILE = "gitlab-runner-token"
 
 
 def playbook_digest(root: Path = PLAYBOOKS) -> str:
@@ -74,10 +76,6 @@ def runner_token_script(workdir: str) -> str:
     site has no GitLab host."""
     token = shlex.quote(f"{workdir}/{RUNNER_TOKEN_FILE}")
     return f"if [ -f {token} ]; then cat {token}; fi"
-
-
-# Where the gitlab role fetches the runner's token (its gitlab_runner_token_dest default).
-RUNNER_TOKEN_FILE = "gitlab-runner-token"
 
 
 class Configure(pulumi.ComponentResource):

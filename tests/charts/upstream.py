@@ -23,16 +23,25 @@ REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = "1.33.0"
 
 
+def candidates() -> list[Path]:
+    """Where the upstream files may be: CDL_UPSTREAM, else beside the clone, else the machine's
+    shared copy."""
+    found = [Path(p) for p in [os.environ.get("CDL_UPSTREAM")] if p]
+    return found + [REPO.parent / "shared" / "upstream", Path("/work/shared/upstream")]
+
+
+def find_upstream() -> Path | None:
+    return next((c for c in candidates() if (c / "crds").is_dir()), None)
+
+
 def upstream_root() -> Path:
-    candidates = [Path(p) for p in [os.environ.get("CDL_UPSTREAM")] if p]
-    candidates += [REPO.parent / "shared" / "upstream", Path("/work/shared/upstream")]
-    for candidate in candidates:
-        if (candidate / "crds").is_dir():
-            return candidate
-    # A clone on a user's machine has no such copy (the charts' own files are not ours to
-    # commit): the checks against them are skipped there, and setup.sh says so up front.
-    pytest.skip("the upstream chart data (values, schemas, CRDs) is not in "
-                + ", ".join(str(c) for c in candidates) + "; set CDL_UPSTREAM to a copy")
+    found = find_upstream()
+    if found is None:
+        # A clone on a user's machine has no such copy (the charts' own files are not ours to
+        # commit): the checks against them are skipped there, and setup.sh says so up front.
+        pytest.skip("the upstream chart data (values, schemas, CRDs) is not in "
+                    + ", ".join(map(str, candidates())) + "; set CDL_UPSTREAM to a copy")
+    return found
 
 
 @functools.cache
