@@ -91,18 +91,28 @@ def wrk(url: str, body: dict[str, Any], connections: int, duration: int,
             command = ["ip", "netns", "exec", netns, *command]
         out = subprocess.run(command, capture_output=True, text=True, check=True,
                              env={**os.environ, "CDL_BODY": str(Path(tmp) / "body.json")}).stdout
+    return wrk_figures(out)
+
+
+def wrk_figures(out: str) -> dict[str, float]:
+    """Throughput, median and p99 latency, non-2xx answers and socket errors from wrk's report
+    (run with --latency)."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     latency = {p: float(v) * _UNITS[u] for p, v, u in
                re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)
     return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"],
-            "errors": int(errors.group(1)) if errors else 0}
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+            "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": sum(map(int, sockets.groups())) if sockets else 0}
 
 
 @contextlib.contextmanager
-def mlserver(home: Path, batch: int, workers: int, scoring: bool = True) -> Iterator[str]:
+def mlserver(home: Path, batch: int, workers: int,
+             scoring_dsn: str | None) -> Iterator[deploy.Server]:
     """MLServer over a copy of the packaged models, with adaptive batching set as asked."""
-    state = State.from_env(home)
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "models"
         shutil.copytree(home / "serving" / "models", repository)
@@ -113,10 +123,9 @@ def mlserver(home: Path, batch: int, workers: int, scoring: bool = True) -> Iter
             if batch > 1:
                 settings.update(max_batch_size=batch, max_batch_time=0.002)
             settings_file.write_text(json.dumps(settings))
-        with open_database(state) as db, deploy.serve(
-                repository, Path(tmp) / "mlserver.log", deploy.free_port(),
-                deploy.free_port(), db.conninfo if scoring else None, workers) as server:
-            yield server.url
+        with deploy.serve(repository, Path(tmp) / "mlserver.log", deploy.free_port(),
+                          deploy.free_port(), scoring_dsn, workers) as server:
+            yield server
 
 
 @contextlib.contextmanager
@@ -157,12 +166,13 @@ def main() -> None:
         label = (f"MLServer, {workers} worker{'s' if workers != 1 else ''}"
                  + (f", adaptive batch ≤{batch}" if batch > 1 else "")
                  + (", no scoring" if args.no_scoring else ""))
-        with mlserver(args.home, batch, workers, not args.no_scoring) as url:
+        with open_database(State.from_env(args.home)) as db, mlserver(
+                args.home, batch, workers, None if args.no_scoring else db.conninfo) as server:
             for name, folder in folders.items():
                 v2, _ = bodies(folder)
                 for c in args.concurrency:
-                    rows.append({"model": name, "server": label, "concurrency": c,
-                                 **wrk(f"{url}/v2/models/{name}/infer", v2, c, args.duration)})
+                    rows.append({"model": name, "server": label, "concurrency": c, **wrk(
+                        f"{server.url}/v2/models/{name}/infer", v2, c, args.duration)})
                     time.sleep(1)
     if not args.no_seldon:
         for name, folder in folders.items():

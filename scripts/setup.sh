@@ -193,7 +193,10 @@ sys.exit(find_upstream() is None)"; then
         .venv/bin/ruff check usecases tests benchmarks stacks policies
         .venv/bin/mypy usecases stacks policies
         status=0
-        .venv/bin/pytest --durations=25 "$@" || status=$?
+        # On two workers, a test file each (module fixtures, such as the real-data demos, are
+        # made once): much of the suite waits on services, hosts and subprocesses, and two
+        # workers took it from about 45 to 20 minutes on 2 cores
+        .venv/bin/pytest --durations=25 -n 2 --dist loadfile "$@" || status=$?
         if [ -n "$py312" ]; then
             echo "setup: the fast tests on Python 3.12 (.venv-py312)"
             # on every core (pytest-xdist): these are independent, each on its own tmp folders

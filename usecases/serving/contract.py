@@ -62,7 +62,7 @@ def check(declared: dict[str, Any], datatype: str, shape: list[int], data: Any) 
 def _flat(data: Any, shape: list[int]) -> list[Any] | None:
     if not isinstance(data, list):
         return None
-    if not any(isinstance(item, list) for item in data):
+    if list not in set(map(type, data)):  # flat (the set is made at C speed: 784 pixels)
         return data if len(data) == math.prod(shape) else None
     if len(data) != shape[0] or len(shape) == 1:
         return None

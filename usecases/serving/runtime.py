@@ -181,10 +181,12 @@ class FashionRuntime(CDLRuntime):
                                                                            "model.keras"))
 
     def decode(self, items: Items) -> tuple[np.ndarray, list[bytes]]:
-        values = np.asarray(items.flat)
-        # integers only: numpy would truncate 3.7 to 3, wrap 256 to 0 and read true as 1
-        if (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255
-                or any(isinstance(v, bool) for v in items.flat)):
+        # integers only (JSON's, not true or 1.0): numpy would truncate 3.7 to 3, wrap 256 to 0
+        # and read true as 1
+        if set(map(type, items.flat)) != {int}:
+            raise BadRequest("input 'pixels' values must be integers in 0..255")
+        values = np.asarray(items.flat)  # object dtype for integers past 64 bits
+        if values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255:
             raise BadRequest("input 'pixels' values must be integers in 0..255")
         pixels = values.astype(np.uint8).reshape(items.shape)
         return pixels, [image.tobytes() for image in pixels]
