@@ -1,7 +1,8 @@
 """Serving throughput and latency on loopback, for both models, in one run, side by side:
 
 - in-process: the runtime's decode + infer in this process, one item at a time (the floor);
-- MLServer as `cdl serve` runs it (V2 REST), with and without adaptive batching, Scoring Data on;
+- MLServer as `cdl serve` runs it (V2 REST; the runtime runs the model once for the requests
+  that wait together), and with MLServer's adaptive batching on top, Scoring Data on;
 - the paper's approach: the same model files and code behind Seldon Core's Python wrapper
   (seldon-core 1.18.2, `benchmarks/seldon/`), run in a network namespace because it binds
   0.0.0.0.
@@ -10,7 +11,8 @@ Load comes from `wrk` (closed loop: each connection sends its next request when 
 answered) at fixed concurrencies, one single-item request each.
 
     .venv/bin/python benchmarks/serving.py --home CDL_HOME [--concurrency 1 4 16]
-        [--duration 10] [--no-seldon] [--out FILE]
+        [--duration 10] [--batching SIZE:SECONDS ...] [--workers N ...] [--no-seldon]
+        [--out FILE]
 
 CDL_HOME must hold packaged models (`cdl demo` makes them). Needs root (network namespace) and
 Debian's wrk.
@@ -110,8 +112,8 @@ def wrk_figures(out: str) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def mlserver(home: Path, batch: int, workers: int,
-             scoring_dsn: str | None) -> Iterator[deploy.Server]:
+def mlserver(home: Path, batch: int, workers: int, scoring_dsn: str | None,
+             batch_time: float = 0.002) -> Iterator[deploy.Server]:
     """MLServer over a copy of the packaged models, with adaptive batching set as asked."""
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "models"
@@ -121,7 +123,7 @@ def mlserver(home: Path, batch: int, workers: int,
             settings.pop("max_batch_size", None)
             settings.pop("max_batch_time", None)
             if batch > 1:
-                settings.update(max_batch_size=batch, max_batch_time=0.002)
+                settings.update(max_batch_size=batch, max_batch_time=batch_time)
             settings_file.write_text(json.dumps(settings))
         with deploy.serve(repository, Path(tmp) / "mlserver.log", deploy.free_port(),
                           deploy.free_port(), scoring_dsn, workers) as server:
@@ -144,8 +146,11 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=8, help="adaptive batch size to try")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1],
+    parser.add_argument("--batching", nargs="*", default=["8:0.002"],
+                        metavar="SIZE:SECONDS",
+                        help="MLServer's adaptive batching to try: max_batch_size and "
+                             "max_batch_time (the runtime's own gathering is always on)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
                         help="MLServer inference worker processes to try")
     parser.add_argument("--no-seldon", action="store_true")
     parser.add_argument("--no-scoring", action="store_true",
@@ -159,15 +164,19 @@ def main() -> None:
         v2, _ = bodies(folder)
         rows.append({"model": name, "server": "in-process (floor)", "concurrency": 1,
                      **in_process(folder, v2)})
-    configs = [(w, 1) for w in args.workers]
-    if args.batch > 1:
-        configs.append((args.workers[0], args.batch))
-    for workers, batch in configs:
+    configs = [(w, 1, 0.0) for w in args.workers]
+    for batching in args.batching:
+        size, seconds = batching.split(":")
+        configs.append((args.workers[0], int(size), float(seconds)))
+    for workers, batch, batch_time in configs:
         label = (f"MLServer, {workers} worker{'s' if workers != 1 else ''}"
-                 + (f", adaptive batch ≤{batch}" if batch > 1 else "")
+                 + (f", adaptive batch ≤{batch}, " + (f"waits ≤{batch_time * 1000:g} ms"
+                                                      if batch_time >= 1e-4 else "no wait")
+                    if batch > 1 else "")
                  + (", no scoring" if args.no_scoring else ""))
         with open_database(State.from_env(args.home)) as db, mlserver(
-                args.home, batch, workers, None if args.no_scoring else db.conninfo) as server:
+                args.home, batch, workers, None if args.no_scoring else db.conninfo,
+                batch_time) as server:
             for name, folder in folders.items():
                 v2, _ = bodies(folder)
                 for c in args.concurrency:

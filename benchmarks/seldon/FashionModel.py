@@ -20,7 +20,7 @@ IMAGE_SHAPE = (28, 28)
 
 
 class FashionModel(ModelFolder):
-    def load(self) -> None:
+    def load_model(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 

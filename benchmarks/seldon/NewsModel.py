@@ -17,7 +17,7 @@ from seldon_core.flask_utils import SeldonMicroserviceException as BadRequest
 
 
 class NewsModel(ModelFolder):
-    def load(self) -> None:
+    def load_model(self) -> None:
         import torch
         from cdl_serving.news import load_network
         from cdl_serving.text import Vocabulary

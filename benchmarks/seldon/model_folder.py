@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -18,6 +19,16 @@ class ModelFolder:
         sys.path.insert(0, str(folder))  # the folder's own cdl_serving package
         self.artifacts = folder / "artifacts"
         self.meta: dict[str, Any] = json.loads((self.artifacts / "model.json").read_text())
+
+    def load(self) -> None:
+        """Seldon calls this in each worker; it loads the model, then freezes the objects the
+        frameworks made, as MLServer's runtime (cdl_serving.runtime) does."""
+        self.load_model()
+        gc.collect()
+        gc.freeze()
+
+    def load_model(self) -> None:
+        raise NotImplementedError
 
     def class_names(self) -> list[str]:
         return list(self.meta["classes"])

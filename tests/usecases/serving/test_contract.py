@@ -10,10 +10,12 @@ import math
 import shutil
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from usecases.serving.contract import BATCH, tensors
@@ -174,3 +176,47 @@ def test_malformed_requests_get_4xx_never_2xx_or_5xx(server: str, model: Model) 
     assert code == 200 and reply["outputs"][0]["name"] == "label"
     with urllib.request.urlopen(f"{server}/v2/health/ready", timeout=30) as ready:
         assert ready.status == 200
+
+
+def _good_requests(model: Model, n: int) -> list[dict[str, Any]]:
+    """N valid requests of 1 to 3 items, each item its own: texts or images that differ."""
+    requests = []
+    for i in range(n):
+        items = 1 + i % 3
+        if model is BBC:
+            data: list[Any] = [f"{TEXT} Goal number {i * 3 + k} in minute {k}." * (1 + k)
+                               for k in range(items)]
+            shape = [items]
+        else:
+            data = [(i * 7 + k * 31 + p) % 256 for k in range(items) for p in range(784)]
+            shape = [items, 28, 28]
+        requests.append({"inputs": [{"name": model.input, "datatype": model.datatype,
+                                     "shape": shape, "data": data}]})
+    return requests
+
+
+@pytest.mark.parametrize("model", [BBC, FMNIST], ids=lambda m: m.name)
+def test_concurrent_requests_are_each_answered_as_alone(server: str, model: Model) -> None:
+    """The runtime runs the model once for the requests that wait together: under load, every
+    good request still gets the answer it gets alone, and a malformed one beside it gets its
+    4xx without failing the others."""
+    good = _good_requests(model, 48)
+    alone = []
+    for payload in good:
+        status, body = deploy.infer(server, model.name, payload)
+        assert status == 200, body
+        alone.append(body["outputs"])
+    bad = [json.loads(body) for case, body, valid in corpus(model)
+           if not valid and case.startswith(f"{model.datatype} ")][:48]
+    mixed = [(i, p) for i, p in enumerate(good)] + [(None, p) for p in bad]
+    mixed = [x for pair in zip(mixed[:48], mixed[48:], strict=True) for x in pair] * 4
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda job: deploy.infer(server, model.name, job[1]), mixed))
+    for (index, payload), (status, body) in zip(mixed, answers, strict=True):
+        if index is None:
+            assert 400 <= status < 500, (payload, status, body)
+            continue
+        assert status == 200, body
+        label, probabilities = body["outputs"]
+        assert label["data"] == alone[index][0]["data"]
+        assert np.allclose(probabilities["data"], alone[index][1]["data"], atol=1e-5)
