@@ -8,6 +8,7 @@
 #   torch-cuda-pyXY.txt   PyPI's torch 2.13.0 for Linux, a CUDA build, with its CUDA-only
 #                         dependencies (nvidia-*, cuda-*; not triton): ~3 GB of downloads
 #   labelstudio-pyXY.txt  the Label Studio server's own venv (.venv-labelstudio)
+# and image-py311.txt: what the container image holds besides torch (the project, no extras).
 # and torch-cpu-py311.txt: PyTorch's CPU build of torch 2.13.0 for 3.11, by the hash of its wheel,
 # resolved from pip's find-links (PIP_FIND_LINKS or pip's config) where that wheel lies.
 # Only package names, versions and hashes are written: no index or find-links address.
@@ -67,6 +68,11 @@ for python in 3.11 3.12; do
     split "$work/all-$tag.txt" "requirements/torch-cuda-$tag.txt" "requirements/cdl-$tag.txt"
     compile "requirements/labelstudio-$tag.txt" "$python" requirements/labelstudio.in
 done
+# The container image (scripts/images.sh): the project without its extras, at the versions of
+# cdl-py311.txt; torch comes from torch-cpu-py311.txt (CPU image) or torch-cuda-py311.txt (GPU)
+compile "$work/image-py311.txt" 3.11 pyproject.toml -c requirements/cdl-py311.txt \
+    -c requirements/torch-cuda-py311.txt
+split "$work/image-py311.txt" "$work/image-torch.txt" "requirements/image-py311.txt"
 # The CPU build: only the wheel itself; its dependencies are pinned in cdl-py311.txt
 if [ -z "$CDL_FIND_LINKS" ]; then
     echo "lock: pip has no find-links holding torch 2.13.0's CPU build; torch-cpu-py311.txt kept as it is" >&2
