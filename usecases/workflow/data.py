@@ -105,25 +105,34 @@ def version(store: MLData, usecase: UseCase, folder: Path, candidates: list[Cand
     Re-ingesting the same files under the same rules reuses the existing version. ``split``
     None keeps the dataset's own train/test split (the use case knows it).
     """
-    all_rules = {**rules, "split": split.as_dict() if split else "official"}
     shas = [store.put(c.data) for c in candidates]
-    vid = version_id(usecase.name, ((c.path, sha, len(c.data))
-                                    for c, sha in zip(candidates, shas, strict=True)), all_rules)
-    reused = store.has(vid)
+    manifest = build_manifest(usecase.name, folder, candidates, shas, rules, split)
+    reused = store.has(manifest.version)
     if reused:
-        manifest = store.load(vid)
-    else:
-        entries = [Entry(c.item_id, c.path, sha, len(c.data), c.label, c.status, c.reason,
-                         notes=c.notes) for c, sha in zip(candidates, shas, strict=True)]
-        _check_unique_ids(entries)
-        if split is not None:
-            stratified_split(entries, split)
-        manifest = Manifest(vid, usecase.name, str(folder), all_rules, entries)
-        if manifest.files()["valid"] == 0:
-            raise CDLError(f"no valid files in {folder}: all "
-                           f"{manifest.files()['quarantined']} were quarantined",
-                           "check --data points at the raw dataset (one folder per class)")
+        manifest = store.load(manifest.version)
     return commit_version(store, usecase, manifest, reused)
+
+
+def build_manifest(usecase: str, folder: Path, candidates: list[Candidate], shas: list[str],
+                   rules: dict[str, Any], split: SplitRules | None) -> Manifest:
+    """A version's manifest from the collected files and their sha256: its id derived from
+    content and rules, each file's verdict, the split drawn when ``split`` is given. The
+    local ingest and the Pachyderm validation worker (``usecases.cluster.worker``) both
+    build it here. A version with no valid file is an error."""
+    all_rules = {**rules, "split": split.as_dict() if split else "official"}
+    vid = version_id(usecase, ((c.path, sha, len(c.data))
+                               for c, sha in zip(candidates, shas, strict=True)), all_rules)
+    entries = [Entry(c.item_id, c.path, sha, len(c.data), c.label, c.status, c.reason,
+                     notes=c.notes) for c, sha in zip(candidates, shas, strict=True)]
+    _check_unique_ids(entries)
+    if split is not None:
+        stratified_split(entries, split)
+    manifest = Manifest(vid, usecase, str(folder), all_rules, entries)
+    if manifest.files()["valid"] == 0:
+        raise CDLError(f"no valid files in {folder}: all "
+                       f"{manifest.files()['quarantined']} were quarantined",
+                       "check --data points at the raw dataset (one folder per class)")
+    return manifest
 
 
 def commit_version(store: MLData, usecase: UseCase, manifest: Manifest,
