@@ -41,3 +41,4 @@ else:
     pulumi.export("credentials", platform.credentials)
     pulumi.export("determinedMaster", platform.determined_master)
     pulumi.export("s3Endpoint", platform.s3_endpoint)
+    pulumi.export("images", platform.images)

@@ -70,6 +70,7 @@ class Platform(pulumi.ComponentResource):
     credentials: pulumi.Output[Any]
     determined_master: pulumi.Output[str]
     s3_endpoint: pulumi.Output[str]
+    images: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: PlatformArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -145,7 +146,8 @@ class Platform(pulumi.ComponentResource):
         if storage.release is not None:
             smoke_after.append(storage.release)
         release("cdl-smoke", pins.own_chart("cdl-smoke"), Namespace.SMOKE,
-                smoke_values(storage.release is not None), self, smoke_after)
+                smoke_values(storage.release is not None, config.images()["cpu"]), self,
+                smoke_after)
         if with_runner:
             assert config.gitlab_url is not None
             runner_token: pulumi.Input[str]
@@ -170,6 +172,9 @@ class Platform(pulumi.ComponentResource):
                                               for tool, host in tools.items()})
         self.determined_master = pulumi.Output.from_input(f"https://{det_host}")
         self.s3_endpoint = pulumi.Output.from_input(storage.url)
+        # What the cluster steps run (trials, the validation worker, cdl-model, the smoke)
+        self.images = pulumi.Output.from_input({variant: image.ref for variant, image
+                                                in config.images().items()})
         credentials: dict[str, dict[str, pulumi.Input[str]]] = {
             "determined": {"username": DETERMINED_ADMIN, "password": det_admin},
             "labelStudio": {"username": label_admin_user, "password": label_admin},
@@ -183,7 +188,7 @@ class Platform(pulumi.ComponentResource):
                                "determined_master": self.determined_master,
                                "determined_master_internal":
                                    f"http://{DETERMINED_HOST}:{DETERMINED_PORT}",
-                               "s3_endpoint": self.s3_endpoint})
+                               "s3_endpoint": self.s3_endpoint, "images": self.images})
 
     def _serving(self, config: PlatformConfig, storage: ObjectStorage, tls: Tls,
                  spaces: dict[Namespace, k8s.core.v1.Namespace]) -> None:

@@ -12,6 +12,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stacks.config import ConfigError
+from stacks.platform import pins
 
 NAMESPACE = "cdl"
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
@@ -50,6 +51,10 @@ class PlatformConfig(BaseModel):
     storage_class: str = Field("microk8s-hostpath", alias="storageClass")
     # GPUs per node: one T4 per VM in the paper's prototype.
     gpus_per_node: int = Field(1, alias="gpusPerNode", ge=1, le=16)
+    # Where the cluster pulls CDL's own image from (host[:port][/path]): by default MicroK8s'
+    # registry addon on the nodes; GitLab's container registry when its CI job builds the image.
+    image_registry: str = Field(pins.DEFAULT_IMAGE_REGISTRY, alias="imageRegistry",
+                                pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$")
 
     @model_validator(mode="after")
     def _consistent(self) -> PlatformConfig:
@@ -66,13 +71,18 @@ class PlatformConfig(BaseModel):
     def host(self, tool: str) -> str:
         return f"{tool}.{self.domain}"
 
+    def images(self) -> dict[str, pins.Image]:
+        """CDL's image per variant (cpu, gpu), from this stack's registry."""
+        return {variant: pins.cdl_image(self.image_registry, variant)
+                for variant in pins.IMAGE_VARIANTS}
+
 
 class PlatformConfigError(ConfigError):
     """A wrong platform setting: printed by Pulumi as its message, without a traceback."""
 
 
 KEYS = ("domain", "serving", "objectStore", "objectStoreEndpoint", "ingressClass", "acmeEmail",
-        "gitlabUrl", "storageClass", "gpusPerNode")
+        "gitlabUrl", "storageClass", "gpusPerNode", "imageRegistry")
 # Set with `pulumi config set --secret`; read by PlatformArgs.from_config.
 SECRET_KEYS = ("objectStoreAccessKey", "objectStoreSecretKey", "gitlabAdminToken")
 

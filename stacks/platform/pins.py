@@ -8,6 +8,7 @@ chart ships one); None where no upstream copy exists here.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,23 @@ PACHD = Image("pachyderm/pachd", "2.11.6")
 LABEL_STUDIO_APP = Image("heartexlabs/label-studio", "1.23.0")
 DETERMINED_TASK = Image("determinedai/pytorch-ngc", "0.38.1")
 GITLAB_RUNNER_APP = Image("registry.gitlab.com/gitlab-org/gitlab-runner", "alpine-v17.6.0")
-# What our own charts run: MLServer for the model folders, a slim Python for the smoke checks.
-MLSERVER = Image("seldonio/mlserver", "1.7.1")
+# A slim Python for what needs the standard library only (cdl-model's `helm test` pod, the
+# GitLab runner's default job image).
 SMOKE_PYTHON = Image("python", "3.11.14-slim-bookworm")
+
+# Our own image (scripts/images/Containerfile, built by scripts/images.sh here and by the CI job
+# in ci/image.yml on GitLab): the Pachyderm validation worker, Determined's trial environment,
+# MLServer for cdl-model and the cdl-smoke Job all run it. Tagged with the project's version and
+# its variant; the registry is the stack's cdl:imageRegistry (MicroK8s' own registry addon by
+# default), "localhost" for the copy Podman builds here.
+CDL_IMAGE_NAME = "cdl"
+CDL_VERSION: str = tomllib.loads(
+    (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["version"]
+DEFAULT_IMAGE_REGISTRY = "localhost:32000"
+IMAGE_VARIANTS = ("cpu", "gpu")
+
+
+def cdl_image(registry: str = DEFAULT_IMAGE_REGISTRY, variant: str = "cpu") -> Image:
+    if variant not in IMAGE_VARIANTS:
+        raise ValueError(f"image variant {variant!r} is not one of {IMAGE_VARIANTS}")
+    return Image(f"{registry.rstrip('/')}/{CDL_IMAGE_NAME}", f"{CDL_VERSION}-{variant}")

@@ -4,6 +4,7 @@ Kubernetes 1.33 or, for custom resources, through its CRD's schema."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +133,30 @@ def test_smoke_runs_as_hook_job_and_as_helm_test(render: Render) -> None:
              if "helm.sh/hook" in o["metadata"].get("annotations", {})}
     assert hooks == {"Job": "post-install,post-upgrade", "Pod": "test"}
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
-    assert config["data"]["smoke.py"] == (CHARTS / "cdl-smoke/files/smoke.py").read_text()
+    plan = json.loads(config["data"]["plan.json"])
+    assert [c["name"] for c in plan["checks"]] == ["determined-master", "minio"]
+    for pod in (o["spec"]["template"]["spec"] if o["kind"] == "Job" else o["spec"]
+                for o in objects if o["kind"] in {"Job", "Pod"}):
+        (container,) = pod["containers"]
+        assert container["command"] == ["cdl", "smoke", "--plan", "/etc/cdl-smoke/plan.json"]
+        # the plan is what the command reads; no token: the checks need no Kubernetes API
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/cdl-smoke", "/tmp"}
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsUser"] == 10001
 
 
 def test_chart_defaults_agree_with_the_pins_and_the_platform_wiring() -> None:
-    """Our charts' default images are the pinned ones, their default endpoints the platform's."""
+    """Our charts' default images are the pinned ones (CDL's own image from the default
+    registry for the server and the smoke), their default endpoints the platform's."""
     model = yaml.safe_load((CHARTS / "cdl-model/values.yaml").read_text())
     smoke = yaml.safe_load((CHARTS / "cdl-smoke/values.yaml").read_text())
-    images = {(v["image"]["repository"], v["image"]["tag"])
-              for v in (model, model["fetcher"], model["test"], smoke)}
-    assert images == {(i.repository, i.tag)
-                      for i in (pins.MLSERVER, pins.MINIO_CLIENT, pins.SMOKE_PYTHON)}
+    cdl = pins.cdl_image(pins.DEFAULT_IMAGE_REGISTRY, "cpu")
+    images = {name: (v["image"]["repository"], v["image"]["tag"]) for name, v in (
+        ("server", model), ("fetcher", model["fetcher"]), ("test", model["test"]),
+        ("smoke", smoke))}
+    assert images == {"server": (cdl.repository, cdl.tag), "smoke": (cdl.repository, cdl.tag),
+                      "fetcher": (pins.MINIO_CLIENT.repository, pins.MINIO_CLIENT.tag),
+                      "test": (pins.SMOKE_PYTHON.repository, pins.SMOKE_PYTHON.tag)}
     assert model["storage"]["secretName"] == MODEL_STORAGE_SECRET
     urls = {check["name"]: check["url"] for check in smoke["checks"]}
     assert urls["determined-master"].startswith(f"http://{DETERMINED_HOST}:{DETERMINED_PORT}/")

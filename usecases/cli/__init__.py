@@ -6,10 +6,11 @@ import os
 import warnings
 
 # each module registers its commands
-from usecases.cli import cloud, data, maintain, report, services, status, workflow
+from usecases.cli import cloud, data, maintain, report, services, smoke, status, workflow
 from usecases.cli.common import app
 
-__all__ = ["app", "cloud", "data", "main", "maintain", "report", "services", "status", "workflow"]
+__all__ = ["app", "cloud", "data", "main", "maintain", "report", "services", "smoke", "status",
+           "workflow"]
 
 
 def main() -> None:

@@ -35,6 +35,9 @@ class RunOptions:
     smoke: int = defaults.SMOKE
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     retrain: bool = False  # train even when a version from the same inputs is registered
+    # the experiment YAML in the use case's folder (None: adaptive.yaml to search, const.yaml
+    # for one training); cdl smoke trains with smoke.yaml
+    experiment: str | None = None
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Context:
     studio: StudioOpener | None = None  # None: labels go the direct path
     timings: dict[str, float] = field(default_factory=dict)  # stages of no one use case
     background: Background = field(default_factory=Background)
+    # (use case or None, stage) of the stage that raised, for a command that names it
+    failed: tuple[str | None, str] | None = None
 
     @contextlib.contextmanager
     def stage(self, case: Case | None, name: str, title: str) -> Iterator[None]:
@@ -69,8 +74,13 @@ class Context:
         who = case.name if case else "-"
         log.info("start %s %s", who, name)
         start = time.perf_counter()
-        with self.display.stage(title):
-            yield
+        try:
+            with self.display.stage(title):
+                yield
+        except BaseException:
+            self.failed = self.failed or (case.name if case else None, name)
+            log.info("failed %s %s", who, name)
+            raise
         seconds = round(time.perf_counter() - start, 2)
         (case.timings if case is not None else self.timings)[name] = seconds
         log.info("end %s %s %.2fs", who, name, seconds)

@@ -221,9 +221,10 @@ def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Tra
         return usecase.train(config, hparams, epochs, ctx.state.checkpoints, on_validation)
 
     name = usecase.name
-    searching = options.trials > 1
-    config = load_experiment(usecase.model_dir / ("adaptive.yaml" if searching
-                                                  else "const.yaml"))
+    config = load_experiment(usecase.model_dir / (options.experiment or (
+        "adaptive.yaml" if options.trials > 1 else "const.yaml")))
+    # a search is what the experiment's searcher says (cdl smoke's smoke.yaml trains once)
+    searching = config["searcher"]["name"] != "single"
     config["data"] = {**config.get("data", {}), "features": str(prepared.features)}
     code = code_version(usecase.model_dir)
     key = training_key(prepared, config, options.trials, options.seed, code)

@@ -57,9 +57,10 @@ operator expects), http and grpc (the ports the operator routes to).
 {{- $path := trimPrefix "s3://" $.Values.model.uri | trimSuffix "/" -}}
 securityContext:
   runAsNonRoot: true
-  runAsUser: 1000
-  runAsGroup: 1000
-  fsGroup: 1000
+  # the user of CDL's image (scripts/images/Containerfile)
+  runAsUser: 10001
+  runAsGroup: 10001
+  fsGroup: 10001
   seccompProfile:
     type: RuntimeDefault
 initContainers:
@@ -94,6 +95,9 @@ containers:
     env:
       - {name: MLSERVER_HTTP_PORT, value: {{ .http | quote }}}
       - {name: MLSERVER_GRPC_PORT, value: {{ .grpc | quote }}}
+      # the root filesystem is read-only: MLServer's metrics files and any home go to /tmp
+      - {name: MLSERVER_METRICS_DIR, value: /tmp/.metrics}
+      - {name: HOME, value: /tmp}
     ports:
       - {name: http, containerPort: {{ .http }}, protocol: TCP}
     readinessProbe:

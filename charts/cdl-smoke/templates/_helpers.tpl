@@ -16,27 +16,27 @@ app.kubernetes.io/part-of: cdl
 {{- end -}}
 
 {{/*
-The pod spec of both the hook Job and the `helm test` pod: the smoke script from the ConfigMap,
-the plan in its environment, nothing writable but /tmp, no service account token.
+The pod spec of both the hook Job and the `helm test` pod: `cdl smoke --plan` in CDL's image,
+the plan from the ConfigMap, nothing writable but /tmp, no service account token (the checks
+need no Kubernetes API).
 */}}
 {{- define "cdl-smoke.podSpec" -}}
 restartPolicy: Never
 automountServiceAccountToken: false
 securityContext:
   runAsNonRoot: true
-  runAsUser: 65534
-  runAsGroup: 65534
+  runAsUser: 10001
+  runAsGroup: 10001
   seccompProfile:
     type: RuntimeDefault
 containers:
   - name: smoke
     image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
     imagePullPolicy: {{ .Values.image.pullPolicy | default "IfNotPresent" }}
-    command: ["python", "/opt/cdl-smoke/smoke.py"]
+    command: ["cdl", "smoke", "--plan", "/etc/cdl-smoke/plan.json"]
     env:
-      - name: PLAN
-        valueFrom:
-          configMapKeyRef: {name: {{ include "cdl-smoke.fullname" . }}, key: plan.json}
+      - {name: HOME, value: /tmp}
+      - {name: CDL_HOME, value: /tmp/cdl}
     resources: {{- toYaml .Values.resources | nindent 6 }}
     securityContext:
       allowPrivilegeEscalation: false
@@ -44,13 +44,13 @@ containers:
       capabilities:
         drop: [ALL]
     volumeMounts:
-      - {name: script, mountPath: /opt/cdl-smoke, readOnly: true}
+      - {name: plan, mountPath: /etc/cdl-smoke, readOnly: true}
       - {name: scratch, mountPath: /tmp}
 volumes:
-  - name: script
+  - name: plan
     configMap:
       name: {{ include "cdl-smoke.fullname" . }}
       items:
-        - {key: smoke.py, path: smoke.py}
+        - {key: plan.json, path: plan.json}
   - {name: scratch, emptyDir: {}}
 {{- end -}}

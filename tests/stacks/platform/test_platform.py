@@ -341,3 +341,20 @@ def test_the_smoke_runs_last_against_the_platforms_own_endpoints(deploy: Deploy,
     assert checks["determined-master"] == ("http://determined-master-service-determined."
                                            f"{Namespace.TRAINING}.svc.cluster.local:8080/info")
     assert ("minio" in checks) == (object_store == "minio")
+    # `cdl smoke --plan` in CDL's pinned image, from the stack's registry
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == pins.cdl_image(pins.DEFAULT_IMAGE_REGISTRY, "cpu").ref
+    assert container["command"][:3] == ["cdl", "smoke", "--plan"]
+
+
+def test_the_cluster_steps_image_comes_from_the_pins_and_the_stacks_registry(
+        deploy: Deploy) -> None:
+    """One place names CDL's image: pins.py, with the registry cdl:imageRegistry sets; the
+    smoke release and the stack output `images` (what cdl smoke submits trials with) agree."""
+    run = deploy({"imageRegistry": "registry.example.org:5050/ml/cdl-project"})
+    expected = {v: f"registry.example.org:5050/ml/cdl-project/cdl:{pins.CDL_VERSION}-{v}"
+                for v in ("cpu", "gpu")}
+    assert run.outputs["images"] == expected
+    image = run.values("cdl-smoke")["image"]
+    assert f"{image['repository']}:{image['tag']}" == expected["cpu"]
