@@ -8,9 +8,13 @@
 # 2. The image, localhost/cdl:VERSION-VARIANT (stacks/platform/pins.py names it): scripts/images/
 #    Containerfile over the base, built with no network. Its venv is installed from uv's cache
 #    and pip's find-links (mounted read-only, by hash, offline), which scripts/setup.sh fills.
+#    The build context is scripts/images/context.sh's, as for the GitLab CI job (ci/image.yml),
+#    which builds the same Containerfile online with kaniko.
 # Unchanged inputs (Containerfile, locks, the project's files, the base) reuse the image: their
 # hash is its label cdl.inputs. Next to it in the cache goes VERSION-VARIANT.contents.txt, what
-# the image holds (pip freeze, dpkg -l). Needs root (debootstrap); installs podman and runc.
+# the image holds (pip freeze, dpkg -l). A new image is scanned for secrets (scripts/images/
+# scan.py: keys, tokens, this checkout's generated credentials); a finding fails the build.
+# Needs root (debootstrap); installs podman and runc.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -57,16 +61,13 @@ fi
 
 # 2. the image: its build context
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)"
-image="localhost/cdl:$version-$variant"
+# its name and tag from the one place that pins them, with this machine's registry: localhost
+image="$("$python" -c 'import sys; from stacks.platform.pins import cdl_image
+print(cdl_image("localhost", sys.argv[1]).ref)' "$variant")"
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
-cp scripts/images/Containerfile requirements/image-py311.txt "requirements/$torch_lock" "$context/"
-cp "$REPO/.venv/bin/uv" "$context/uv"  # the uv the locks pin (setup.sh installs it)
-mkdir -p "$context/src"
-git ls-files -z usecases pyproject.toml | xargs -0 cp --parents -t "$context/src"
-# the package's long description only (pyproject's readme): an edit of the README is no reason
-# to build again
-echo "CDL: see the README of its repository." >"$context/src/README.md"
+sh scripts/images/context.sh "$context" "$torch_lock"  # the same as the CI job's (ci/image.yml)
+cp "$REPO/.venv/bin/uv" "$context/uv/uv"  # the uv the locks pin (setup.sh installs it)
 inputs="$( (cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum; podman image inspect --format '{{.Id}}' "$base") | sha256sum | cut -c1-32)"
 if [ "$(podman image inspect --format '{{index .Labels "cdl.inputs"}}' "$image" 2>/dev/null)" = "$inputs" ]; then
     echo "images: $image is current (inputs $inputs)"
@@ -96,5 +97,9 @@ fi
 podman run --rm --network=none "$image" sh -c \
     'echo "# pip freeze (/opt/cdl)"; /opt/cdl/bin/python -m pip freeze --all; echo "# dpkg -l"; dpkg-query -W' \
     >"$cache/$version-$variant.contents.txt"
+# no secret of this checkout, and no key, in any of its files (a finding fails the build)
+"$python" scripts/images/scan.py "$image" >>"$log" 2>&1 || {
+    tail -20 "$log" >&2; podman rmi -f "$image" >/dev/null
+    echo "images: $image holds a secret (above); it was removed" >&2; exit 1; }
 size="$(podman image inspect --format '{{.Size}}' "$image")"
 echo "images: built $image in $((SECONDS - started)) s ($((size / 1000000)) MB; contents in $cache/$version-$variant.contents.txt)"

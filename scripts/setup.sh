@@ -167,6 +167,8 @@ case "$mode" in
         scripts/helm.sh
         # gitlab-ci-local runs .gitlab-ci.yml's pipelines in the tests; it copies with rsync
         command -v rsync >/dev/null || apt_install rsync
+        # busybox runs the image jobs' script with the tools of kaniko's debug image (tests/ci)
+        command -v busybox >/dev/null || apt_install busybox
         # Ruby checks the GitLab role's runner-creation script (tests/playbooks)
         command -v ruby >/dev/null || apt_install ruby
         scripts/gitlab-ci-local.sh

@@ -1,9 +1,7 @@
 """.gitlab-ci.yml, the Code Repository's CI/CD: checked against GitLab's CI schema (the copy
 check-jsonschema vendors), then run for real by gitlab-ci-local's shell executor in scratch
-clones, each from a real commit on a branch, the jobs running `cdl` on generated data.
-
-gitlab-ci-local decides ``rules:changes`` as ``git diff --name-only origin/<default branch>``:
-a commit not pushed to the scratch clone's origin is the change a push would bring."""
+clones, each from a real commit on a branch, the jobs running `cdl` on generated data (helpers
+in tests/ci/gitlab.py). The image jobs (ci/image.yml) are tests/ci/test_image_job.py's."""
 
 from __future__ import annotations
 
@@ -21,18 +19,14 @@ import yaml
 
 from ..conftest import REPO
 from ..rawdata import write_bbc
+from .gitlab import GITLAB_CI_LOCAL, PIPELINE_FILES, check_schema, commit, planned, scratch_clone
 
-GITLAB_CI_LOCAL = REPO / ".venv" / "bin" / "gitlab-ci-local"
-PIPELINE_FILES = [REPO / ".gitlab-ci.yml", *sorted((REPO / "ci").glob("*.yml"))]
 WORKFLOW_JOBS = {f"{u}-{stage}" for u in ("bbc", "fmnist")
                  for stage in ("data", "model", "review", "deploy")}
 
 
 def test_the_pipelines_match_gitlab_ci_schema() -> None:
-    run = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"),
-                          "--builtin-schema", "vendor.gitlab-ci", "--data-transform",
-                          "gitlab-ci", *map(str, PIPELINE_FILES)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = check_schema(*PIPELINE_FILES)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -46,10 +40,7 @@ def test_the_schema_check_catches_a_misshapen_job(tmp_path: Path) -> None:
         assert broken != text
         path = tmp_path / "broken.yml"
         path.write_text(broken)
-        run = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"),
-                              "--builtin-schema", "vendor.gitlab-ci", "--data-transform",
-                              "gitlab-ci", str(path)],
-                             capture_output=True, text=True, timeout=120, check=False)
+        run = check_schema(path)
         assert run.returncode == 1 and "bbc-" in run.stdout, run.stdout
 
 
@@ -98,44 +89,10 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bare repository holding the committed tree as its main branch, as GitLab would."""
-    if not GITLAB_CI_LOCAL.exists():
-        pytest.fail(f"no gitlab-ci-local at {GITLAB_CI_LOCAL}: run scripts/gitlab-ci-local.sh")
-    if shutil.which("rsync") is None:
-        pytest.fail("gitlab-ci-local needs rsync: apt-get install rsync")
-    bare = tmp_path_factory.mktemp("gitlab") / "cdl.git"
-    git(None, "init", "-q", "--bare", "--initial-branch=main", str(bare))
-    git(REPO, "push", "-q", str(bare), "HEAD:refs/heads/main")
-    return bare
-
-
-@pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("datasets")
     write_bbc(root / "bbc", per_class=16)
     return root
-
-
-def git(cwd: Path | None, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "cdl test", "GIT_AUTHOR_EMAIL": "test@cdl.invalid",
-           "GIT_COMMITTER_NAME": "cdl test", "GIT_COMMITTER_EMAIL": "test@cdl.invalid"}
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          check=True, timeout=120).stdout
-
-
-def scratch_clone(origin: Path, clone: Path) -> None:
-    git(None, "clone", "-q", str(origin), str(clone))
-    git(clone, "remote", "set-head", "origin", "main")  # gitlab-ci-local's default branch
-
-
-def commit(clone: Path, branch: str, path: str, line: str) -> None:
-    """A real commit on ``branch``: one comment line appended to ``path``."""
-    if branch != "main":
-        git(clone, "checkout", "-q", "-b", branch)
-    with (clone / path).open("a") as file:
-        file.write(f"\n{line}\n")
-    git(clone, "commit", "-q", "-am", f"{path}: {line}")
 
 
 def pipeline(tmp_path: Path, origin: Path, datasets: Path, branch: str, path: str,
@@ -147,7 +104,9 @@ def pipeline(tmp_path: Path, origin: Path, datasets: Path, branch: str, path: st
     settings = {"CDL": f"{sys.executable} -m usecases.cli",  # the checkout's own code
                 "CDL_HOME": str(tmp_path / "home"), "CDL_DATASETS": str(datasets),
                 "CDL_USECASES": "bbc", "CDL_TRIALS": "1", "CDL_SMOKE": "5",
-                "CDL_OPTIONS": "--no-label-studio", **variables}
+                "CDL_OPTIONS": "--no-label-studio",
+                # no kaniko here, as on a project with shell runners only
+                "CDL_IMAGE_BUILD": "never", **variables}
     args = [str(GITLAB_CI_LOCAL), "--force-shell-executor", "--shell-isolation"]
     for name, value in settings.items():
         args += ["--variable", f"{name}={value}"]
@@ -230,18 +189,8 @@ def test_a_model_maintenance_trigger_runs_the_challenger_job_alone(tmp_path: Pat
     clone = tmp_path / "clone"
     scratch_clone(origin, clone)
     commit(clone, "main", "usecases/bbc/const.yaml", "# a change a push would deploy")
-
-    def planned(*variables: str) -> set[str]:
-        args = [str(GITLAB_CI_LOCAL), "--list-json"]
-        for variable in variables:
-            args += ["--variable", variable]
-        run = subprocess.run(args, cwd=clone, capture_output=True, text=True, timeout=120,
-                             check=True)
-        listing = run.stdout[run.stdout.index("\n[") + 1:] if not run.stdout.startswith(
-            "[") else run.stdout
-        return {job["name"] for job in json.loads(listing) if job["when"] != "never"}
-
-    assert planned("CI_PIPELINE_SOURCE=trigger", "CDL_MAINTAIN=challenge",
+    assert planned(clone, "CI_PIPELINE_SOURCE=trigger", "CDL_MAINTAIN=challenge",
                    "CDL_MAINTAIN_USECASE=fmnist") == {"maintain"}
-    # the same commit pushed: BBC's code changed, so BBC's jobs run and Fashion-MNIST's do not
-    assert planned() == {"bbc-model", "bbc-deploy"}
+    # the same commit pushed: BBC's code changed, so BBC's jobs run and Fashion-MNIST's do not;
+    # the project's image holds that code, so it is built again first
+    assert planned(clone) == {"image-cpu", "image-gpu", "bbc-model", "bbc-deploy"}

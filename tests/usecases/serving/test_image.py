@@ -1,21 +1,35 @@
 """The container image the cluster steps run in (scripts/images.sh), built here with Podman and
-exercised for real: MLServer inside it serves packaged model folders as the in-process runtime
-answers, as a user that is not root."""
+exercised for real, as a user that is not root: MLServer inside it serves packaged model folders
+as the in-process runtime answers; the Pachyderm validation worker's command over a /pfs tree;
+the BBC trial under Determined's local mode; the smoke Job's command; and a scan of every file
+for secrets."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.rawdata import add_bad_files, write_bbc
+from tests.usecases.test_entrypoints import VALIDATION, reduced, write_features
+from usecases import defaults
+from usecases.bbc.dataset import CLASSES
+from usecases.cli.common import usecase_named
+from usecases.cluster import pipelines
+from usecases.stores.mldata import Manifest, sha256_bytes
 from usecases.workflow import deploy
+from usecases.workflow.data import SplitRules, build_manifest
+from usecases.workflow.usecase import DataOptions
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -97,3 +111,109 @@ def test_mlserver_in_the_image_answers_as_the_runtime_in_process(
             status, body = deploy.infer(served, folder.name, payload)
             assert status == 200, body
             assert body["outputs"][0]["data"] == reference.labels(payload)
+
+
+def test_the_validation_worker_in_the_image_quarantines_as_the_local_ingest(
+        image: str, tmp_path: Path) -> None:
+    """The Pachyderm pipeline's own command, in the image, over a /pfs-style tree."""
+    pfs = tmp_path / "pfs"
+    write_bbc(pfs / "raw", per_class=6)
+    bad = add_bad_files(pfs / "raw")
+    (pfs / "out").mkdir()
+    subprocess.run(["chown", "-R", "10001:10001", str(pfs)], check=True)
+    command = pipelines.validate_pipeline("bbc", image)["transform"]["cmd"]
+    ran = podman("run", "--rm", "--network=none", "-v", f"{pfs}:/pfs", "-e", "raw_COMMIT=c0ffee",
+                 image, *command)
+    assert ran.returncode == 0, ran.stderr
+    listed = json.loads((pfs / "out" / "quarantine.json").read_text())
+    assert {q["path"]: q["reason"].split(":")[0] for q in listed} == {
+        path: reason.split(":")[0] for path, reason in bad.items()}
+    assert all((pfs / "out" / "quarantine" / path).is_file() for path in bad)
+    manifest = Manifest.from_json((pfs / "out" / "manifest.json").read_text())
+    assert manifest.source == "pfs:raw@c0ffee"
+    usecase = usecase_named("bbc")
+    candidates, rules = usecase.scan(DataOptions(folder=pfs / "raw",
+                                                 max_bytes=defaults.MAX_FILE_BYTES,
+                                                 min_chars=defaults.MIN_CHARS))
+    local = build_manifest("bbc", pfs / "raw", candidates,
+                           [sha256_bytes(c.data) for c in candidates], rules, SplitRules())
+    assert manifest.version == local.version
+
+
+def test_the_bbc_trial_trains_in_the_image_under_determineds_local_mode(
+        image: str, tmp_path: Path) -> None:
+    """The experiment YAML's entrypoint, in the image, from the model folder as Determined's
+    working directory: one epoch on small data, a checkpoint and a validation report."""
+    features = write_features("bbc", CLASSES, tmp_path / "features")
+    config = reduced(REPO / "usecases" / "bbc" / "smoke.yaml", features, tmp_path / "exp.yaml")
+    config["hyperparameters"]["epochs"] = 1
+    config["data"]["features"] = "/data/features"
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "xdg").mkdir()
+    subprocess.run(["chown", "-R", "10001:10001", str(tmp_path)], check=True)
+    site = podman("run", "--rm", "--network=none", image, "python3", "-c",
+                  "import usecases.bbc, os; print(os.path.dirname(usecases.bbc.__file__))")
+    assert site.returncode == 0, site.stderr
+    ran = podman("run", "--rm", "--network=none", "-v", f"{tmp_path}:/data",
+                 "-e", "CDL_EXPERIMENT=/data/exp.yaml", "-e", "XDG_DATA_HOME=/data/xdg",
+                 "-w", site.stdout.strip(), image, *shlex.split(config["entrypoint"]),
+                 timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    reports = VALIDATION.findall(ran.stderr)
+    assert len(reports) == 1, ran.stderr[-3000:]
+    (checkpoint,) = (tmp_path / "xdg" / "determined").iterdir()
+    assert (checkpoint / "state_dict.pth").stat().st_size > 0
+
+
+def test_the_smoke_jobs_command_in_the_image(image: str, tmp_path: Path) -> None:
+    """As charts/cdl-smoke runs it: read-only root, a tmpfs /tmp, the plan mounted."""
+    plan = {"checks": [{"name": "determined-master",
+                        "url": f"http://127.0.0.1:{deploy.free_port()}/info"}],
+            "models": [], "timeoutSeconds": 5}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    subprocess.run(["chown", "-R", "10001:10001", str(tmp_path)], check=True)
+    job = ["run", "--rm", "--network=host", "--read-only", "--tmpfs", "/tmp", "-e", "HOME=/tmp",
+           "-e", "CDL_HOME=/tmp/cdl", "-v", f"{tmp_path}:/etc/cdl-smoke:ro", image]
+    helped = podman(*job, "cdl", "smoke", "--help")
+    assert helped.returncode == 0 and "--plan" in helped.stdout, helped.stderr
+    ran = podman(*job, "cdl", "smoke", "--plan", "/etc/cdl-smoke/plan.json")
+    assert ran.returncode == 1
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "determined-master" in errors[0] and "unreachable" in errors[0]
+    assert "Traceback" not in ran.stderr
+
+
+def test_no_file_in_the_image_holds_a_secret(image: str, tmp_path: Path) -> None:
+    """scripts/images/scan.py over every file of the image; and, to show it finds what it
+    looks for, over a small image with a planted key and a copy of a generated credential."""
+    scan = [sys.executable, str(REPO / "scripts/images/scan.py")]
+    clean = subprocess.run([*scan, image], capture_output=True, text=True, env=PODMAN_ENV,
+                           timeout=900)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    assert "no secret in" in clean.stdout
+
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "postgres-password").write_text("generated-Zq8vR2pL9xT4")
+    context = tmp_path / "context"
+    context.mkdir()
+    key = subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519"], capture_output=True,
+                         text=True, check=True).stdout
+    (context / "notes.txt").write_text("password = generated-Zq8vR2pL9xT4\n")
+    (context / "deploy.key").write_text(key)
+    base = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/cdl-base")
+    (context / "Containerfile").write_text(
+        f"FROM {base.stdout.split()[0]}\nCOPY notes.txt deploy.key /srv/\n")
+    planted = f"localhost/cdl-scan-test:{os.getpid()}"
+    built = podman("build", "--network=none", "--pull=never", "-t", planted, str(context))
+    assert built.returncode == 0, built.stderr
+    try:
+        found = subprocess.run([*scan, planted, "--home", str(home)], capture_output=True,
+                               text=True, env=PODMAN_ENV, timeout=300)
+    finally:
+        podman("rmi", "-f", planted)
+    assert found.returncode == 1
+    assert "/srv/deploy.key: private key" in found.stderr
+    assert f"/srv/notes.txt: the content of {home / 'secrets' / 'postgres-password'}" \
+        in found.stderr
+    assert "Zq8vR2pL9xT4" not in found.stderr + found.stdout  # named, never shown
