@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build CDL's container image with Podman, on this machine, without a registry.
-#   scripts/images.sh [cpu|gpu]     default cpu (the GPU variant needs PyPI's CUDA torch in uv's
-#                                   cache; only the CPU variant is built and tested here)
+#   scripts/images.sh [cpu|gpu]     default cpu (the GPU variant, requirements/gpu-py311.txt, needs
+#                                   PyPI's CUDA torch and JAX in uv's cache; only the CPU variant is
+#                                   built and tested here)
 # 1. The base, localhost/cdl-base:bookworm-KEY: a Debian 12 rootfs (debootstrap minbase, with
 #    python3, venv and the CA certificates) from this machine's apt sources, imported with
 #    `podman import`; kept in $CDL_IMAGES_CACHE (default /var/cache/cdl/images), KEY its recipe.
@@ -21,7 +22,7 @@ cd "$REPO"
 variant="${1:-cpu}"
 case "$variant" in
     cpu) torch_lock=torch-cpu-py311.txt ;;
-    gpu) torch_lock=torch-cuda-py311.txt ;;
+    gpu) torch_lock=gpu-py311.txt ;;  # CUDA torch, and JAX with CUDA for Keras
     *) echo "usage: scripts/images.sh [cpu|gpu]" >&2; exit 2 ;;
 esac
 [ "$(id -u)" -eq 0 ] || { echo "images: needs root (debootstrap, podman)" >&2; exit 1; }
@@ -83,6 +84,7 @@ mkdir -p "$wheels" "$UV_CACHE_DIR"
 log="$cache/build-$version-$variant.log"
 if ! podman build --network=none --pull=never -f "$context/Containerfile" -t "$image" \
         --build-arg BASE="$base" --build-arg TORCH_LOCK="$torch_lock" \
+        --build-arg KERAS_BACKEND="$([ "$variant" = gpu ] && echo jax || echo tensorflow)" \
         --build-arg VERSION="$version" --build-arg REVISION="$(git rev-parse --short HEAD)" \
         --build-arg SOURCE="$(git remote get-url origin 2>/dev/null || true)" \
         --label cdl.inputs="$inputs" \

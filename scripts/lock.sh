@@ -8,7 +8,8 @@
 #   torch-cuda-pyXY.txt   PyPI's torch 2.13.0 for Linux, a CUDA build, with its CUDA-only
 #                         dependencies (nvidia-*, cuda-*; not triton): ~3 GB of downloads
 #   labelstudio-pyXY.txt  the Label Studio server's own venv (.venv-labelstudio)
-# and image-py311.txt: what the container image holds besides torch (the project, no extras).
+# and image-py311.txt: what the container image holds besides torch (the project, no extras);
+# gpu-py311.txt: what its GPU variant adds (PyPI's CUDA torch, JAX with CUDA for Keras).
 # and torch-cpu-py311.txt: PyTorch's CPU build of torch 2.13.0 for 3.11, by the hash of its wheel,
 # resolved from pip's find-links (PIP_FIND_LINKS or pip's config) where that wheel lies.
 # Only package names, versions and hashes are written: no index or find-links address.
@@ -73,6 +74,32 @@ done
 compile "$work/image-py311.txt" 3.11 pyproject.toml -c requirements/cdl-py311.txt \
     -c requirements/torch-cuda-py311.txt
 split "$work/image-py311.txt" "$work/image-torch.txt" "requirements/image-py311.txt"
+# The image's GPU variant: PyPI's CUDA torch and, for Keras, JAX with CUDA 12 (the backend
+# measured fastest on a GPU, benchmarks/fmnist_epoch.py; 0.10 is the last JAX for Python 3.11;
+# CUDA 13 as torch 2.13, whose NVIDIA libraries it shares, and which still runs on a T4),
+# minus what image-py311.txt pins already
+printf 'torch==2.13.0\njax[cuda13]>=0.10,<0.11\n' >"$work/gpu.in"
+compile "$work/gpu-all.txt" 3.11 "$work/gpu.in" -c requirements/image-py311.txt \
+    -c requirements/torch-cuda-py311.txt
+python3 - "$work/gpu-all.txt" requirements/image-py311.txt requirements/gpu-py311.txt <<'PY'
+import re, sys
+src, image, out = sys.argv[1:4]
+pinned = {m.group(1) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", open(image).read(), re.M)}
+header, blocks = [], []
+for line in open(src):
+    if re.match(r"[A-Za-z0-9]", line):
+        blocks.append([line])
+    elif blocks:
+        blocks[-1].append(line)
+    else:
+        header.append(line)
+with open(out, "w") as o:
+    o.writelines(header)
+    for block in blocks:
+        name = block[0].split("==")[0]
+        if name not in pinned and not name.startswith("triton"):
+            o.writelines(block)
+PY
 # The CPU build: only the wheel itself; its dependencies are pinned in cdl-py311.txt
 if [ -z "$CDL_FIND_LINKS" ]; then
     echo "lock: pip has no find-links holding torch 2.13.0's CPU build; torch-cpu-py311.txt kept as it is" >&2

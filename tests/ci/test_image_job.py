@@ -209,7 +209,7 @@ def test_the_cpu_job_builds_the_containerfile_online_and_pushes_both_tags(
     assert done.build_args() == {
         "BASE": "debian-python", "DEBIAN": "debian:bookworm-slim", "INSTALL": "online",
         "TORCH_LOCK": "torch-cpu-py311.txt", "TORCH_FIND_LINKS": TORCH_PAGE,
-        "PACKAGE_INDEX": "", "VERSION": VERSION, "REVISION": sha,
+        "KERAS_BACKEND": "tensorflow", "PACKAGE_INDEX": "", "VERSION": VERSION, "REVISION": sha,
         "SOURCE": PREDEFINED["CI_PROJECT_URL"]}
     assert done.values("--destination") == [
         f"registry.test:5050/group/cdl/cdl:{VERSION}-cpu",
@@ -230,7 +230,8 @@ def test_every_build_arg_the_jobs_pass_is_one_the_containerfile_declares(
     # the FROM ... AS name the jobs select as the base
     assert re.search(rf"^FROM \S+ AS {done.build_args()['BASE']}$",
                      (REPO / "scripts/images/Containerfile").read_text(), re.M)
-    assert done.build_args()["TORCH_LOCK"] == "torch-cuda-py311.txt"
+    assert done.build_args()["TORCH_LOCK"] == "gpu-py311.txt"
+    assert done.build_args()["KERAS_BACKEND"] == "jax"
 
 
 def test_the_registry_credentials_are_the_jobs_and_stay_out_of_the_build_context(

@@ -8,7 +8,9 @@ On a cluster the master supplies the experiment config, the trial's hyperparamet
 checkpoint to resume from (``det.get_cluster_info()``). The trial trains for the searcher's
 length: ``searcher.max_time`` epochs with ``time_metric: epochs`` (adaptive ASHA), or
 ``hyperparameters.epochs`` (``single``). A trial given several slots (``distributed.yaml``) trains
-under ``tf.distribute.MirroredStrategy``: one process drives all the agent's GPUs.
+data-parallel with one process driving all the agent's GPUs: under Keras' ``DataParallel``
+distribution with the JAX backend (the GPU image's), else under TensorFlow's
+``MirroredStrategy``. Neither has run on GPUs yet.
 
 Without a master (Determined's local training mode, e.g. to try a YAML before submitting it) the
 module runs the same ``fit`` on one device, on the experiment named by ``CDL_EXPERIMENT``: see
@@ -69,9 +71,13 @@ def main() -> None:
     strategy: Any = None
     distributed: core.DistributedContext | None = None
     if info is not None and len(info.slot_ids) > 1:
-        import tensorflow as tf
+        keras = import_keras()
+        if keras.backend.backend() == "jax":  # the GPU image's backend
+            keras.distribution.set_distribution(keras.distribution.DataParallel())
+        else:
+            import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy()
+            strategy = tf.distribute.MirroredStrategy()
         # core.init refuses a multi-slot task without a DistributedContext; with
         # MirroredStrategy this one process is the whole trial.
         distributed = core.DistributedContext(rank=0, size=1, local_rank=0, local_size=1,
