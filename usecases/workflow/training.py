@@ -12,10 +12,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from usecases.errors import CDLError
 from usecases.native_logs import import_keras
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from determined import ClusterInfo
 
 EXPERIMENT_ENV = "CDL_EXPERIMENT"  # the experiment YAML an entrypoint trains without a master
+PACHD_ADDRESS_ENV = "CDL_PACHD_ADDRESS"  # wins over data.pachyderm, e.g. after a port-forward
+PACHD_TOKEN_ENV = "CDL_PACHD_TOKEN"  # from a Kubernetes secret in the task, never in the config
+FEATURES_SCHEME = "pfs://"
 
 
 @contextlib.contextmanager
@@ -196,6 +201,108 @@ def train_keras(
 
 # The cluster entrypoints (``python3 -m usecases.<case>.train``) share how they get their inputs.
 
+class FeaturesReference(NamedTuple):
+    """A features folder in the Transformation Registry on a cluster: ``/<key>/`` of Pachyderm
+    repo ``repo`` (the features repo, ``<usecase>-features``, project ``default``) at ``commit``,
+    as ``usecases.stores.pachyderm.Pachyderm.put_features`` wrote it."""
+
+    repo: str
+    commit: str  # pachd's commit id, not a branch: a branch moves, a trial trains on one version
+    key: str
+
+
+_REPO = re.compile(r"[A-Za-z0-9_-]+")  # what pachd accepts as a repo name
+_COMMIT = re.compile(r"[0-9a-f]{32}")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one path segment, also a cache folder's name
+
+
+def parse_features_reference(text: str) -> FeaturesReference:
+    """``pfs://<repo>@<commit>/<key>``, the form :func:`format_features_reference` writes."""
+    fix = ("write it as pfs://<repo>@<commit>/<key>: the features repo (e.g. bbc-features), the "
+           "32-hex-digit commit id put_features returned and the key it was given")
+    if not text.startswith(FEATURES_SCHEME):
+        raise CDLError(f"{text!r} is not a {FEATURES_SCHEME} reference", fix)
+    at, _, key = text.removeprefix(FEATURES_SCHEME).partition("/")
+    repo, sign, commit = at.partition("@")
+    if not sign or not _REPO.fullmatch(repo):
+        raise CDLError(f"{text!r} names no Pachyderm repo (letters, digits, _ and -) before '@'",
+                       fix)
+    if not _COMMIT.fullmatch(commit):
+        raise CDLError(f"{text!r} names no commit id: {commit!r} is not 32 hex digits (a branch "
+                       "is no version: it moves)", fix)
+    if not _KEY.fullmatch(key):
+        raise CDLError(f"{text!r} names no features key: {key!r} is not one path segment of "
+                       "letters, digits, '.', '_' and '-'", fix)
+    return FeaturesReference(repo, commit, key)
+
+
+def format_features_reference(repo: str, commit: str, key: str) -> str:
+    """The reference to ``/<key>/`` of ``repo@commit``; raises where it would not parse."""
+    text = f"{FEATURES_SCHEME}{repo}@{commit}/{key}"
+    parse_features_reference(text)
+    return text
+
+
+def _downloaded(reference: FeaturesReference, configured: str | None) -> Path:
+    """The referenced folder, cached under $TMPDIR (the working directory is copied into each
+    checkpoint). It is downloaded into a temporary sibling and renamed into place once complete,
+    so a half download (a lost pachd, a killed task) is never used. A commit never changes, so
+    a cached copy is used without asking pachd."""
+    text = format_features_reference(*reference)
+    cached = Path(tempfile.gettempdir(), "cdl-features", *reference)
+    if cached.is_dir():
+        return cached
+    address = os.environ.get(PACHD_ADDRESS_ENV) or configured
+    if not address:
+        raise CDLError(f"data.features is {text}, but no pachd address is given",
+                       "set data.pachyderm in the experiment config (in the cluster: "
+                       f"grpc://pachd.cdl-data.svc.cluster.local:30650) or {PACHD_ADDRESS_ENV}")
+    import grpc
+
+    from usecases.stores.pachyderm import Pachyderm
+
+    store = Pachyderm(address, auth_token=os.environ.get(PACHD_TOKEN_ENV) or None)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{reference.key}.", dir=cached.parent) as partial:
+        folder = Path(partial, reference.key)
+        try:
+            written = store.download(reference.repo, reference.commit, reference.key, folder)
+        except CDLError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, grpc.Call) and cause.code() == grpc.StatusCode.NOT_FOUND):
+                raise
+            raise CDLError(f"{text} is not in pachd at {address} ({cause.details()})",
+                           f"check data.features: `pachctl list commit {reference.repo}` lists "
+                           f"the versions, `pachctl list file {reference.repo}@{reference.commit}"
+                           ":/` the keys of one") from exc
+        if not written:
+            raise CDLError(f"{text} holds no files",
+                           f"check the key: `pachctl list file {reference.repo}@"
+                           f"{reference.commit}:/` lists those of that version")
+        try:
+            folder.rename(cached)
+        except OSError:
+            if not cached.is_dir():  # else another process finished the same download first
+                raise
+    return cached
+
+
+def features_folder(config: dict[str, Any]) -> Path | None:
+    """The folder ``data.features`` names, None where it is unset. A :class:`FeaturesReference`
+    is downloaded through pachd (``CDL_PACHD_ADDRESS``, else ``data.pachyderm``; the token in
+    ``CDL_PACHD_TOKEN``) and ``config["data"]["features"]`` becomes the local folder, which is
+    where the trials read it."""
+    data = config.get("data") or {}
+    features = data.get("features")
+    if not features:
+        return None
+    if not str(features).startswith(FEATURES_SCHEME):
+        return Path(features)
+    folder = _downloaded(parse_features_reference(str(features)), data.get("pachyderm"))
+    config["data"] = {**data, "features": str(folder)}
+    return folder
+
+
 def local_experiment() -> tuple[dict[str, Any], dict[str, Any]]:
     """Config and hyperparameters for local training mode, from the YAML in ``CDL_EXPERIMENT``."""
     import optuna
@@ -215,11 +322,13 @@ def local_experiment() -> tuple[dict[str, Any], dict[str, Any]]:
 
     config = load_experiment(path)
     features = (config.get("data") or {}).get("features")
-    if not features or not (Path(features) / "train.npz").is_file():
+    folder = features_folder(config)
+    if folder is None or not (folder / "train.npz").is_file():
         raise CDLError(f"data.features in {path} ({features or 'null'}) is not a featurised "
                        "dataset folder",
                        "set it to a folder with train.npz, val.npz, test.npz and classes.npy "
-                       "(cdl keeps them under CDL_HOME)")
+                       f"(cdl keeps them under CDL_HOME), or to {FEATURES_SCHEME}<repo>@<commit>/"
+                       "<key> of one in Pachyderm")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = int(config.get("reproducibility", {}).get("experiment_seed", 0))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -247,10 +356,16 @@ def trial_inputs() -> tuple[ClusterInfo | None, dict[str, Any], dict[str, Any], 
       config's constants as written.
     - Nothing to resume; checkpoints go where Determined's local mode puts them:
       ``$XDG_DATA_HOME/determined``.
+
+    In both, ``data.features`` may instead be a reference into the Transformation Registry in
+    Pachyderm, ``pfs://<repo>@<commit>/<key>``; the returned config names the local copy (see
+    :func:`features_folder`).
     """
     info = cluster_trial()
     if info is None:
         return None, *local_experiment(), None
+    # Resolved in place: pytorch.init reads the config from the same (cached) ClusterInfo.
+    features_folder(info.trial._config)
     return info, info.trial._config, dict(info.trial.hparams), info.latest_checkpoint
 
 

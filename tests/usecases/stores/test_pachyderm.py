@@ -42,6 +42,7 @@ class PachdStandIn:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, Any]] = []
+        self.tokens: list[str | None] = []  # each request's auth token (gRPC metadata)
         self.jobs: list[pps.JobState | None] = [pps.JobState.JOB_SUCCESS]  # None: NOT_FOUND
         self.job_reason = ""
         self.files: dict[str, bytes] = {}  # the output commit's files, by path
@@ -93,6 +94,7 @@ class PachdStandIn:
                 request = list(request)
             with self._lock:
                 self.requests.append((name, request))
+                self.tokens.append(dict(context.invocation_metadata()).get("authn-token"))
             if name in self.fail:
                 context.abort(self.fail[name], f"{name} refused by the test")
             return answer(request, context)
