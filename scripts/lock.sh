@@ -35,11 +35,14 @@ compile() {  # compile OUT PYTHON [uv pip compile arguments...]
 }
 UPGRADE=()
 [ "${1:-}" = "--upgrade" ] && UPGRADE=(--upgrade)
-# split IN CUDA REST: torch and its CUDA-only dependencies into CUDA, the rest into REST
+# split IN CUDA REST [KNOWN]: torch and its CUDA-only dependencies into CUDA, the rest into REST;
+# with KNOWN (a lock), only what KNOWN does not pin, all of it into CUDA
 split() {
     python3 - "$@" <<'PY'
 import re, sys
 src, cuda, rest = sys.argv[1:4]
+known = set(re.findall(r"^([A-Za-z0-9_.-]+)==", open(sys.argv[4]).read(), re.M)
+            ) if len(sys.argv) > 4 else None
 cuda_only = re.compile(r"^(torch|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==")
 # triton, torch's compiler of GPU kernels, is left out: nothing here runs on a GPU, and on 3.12 the
 # fast tests crashed (segfault) loading its C extension from torch.optim (torch._dynamo)
@@ -56,8 +59,12 @@ with open(cuda, "w") as c, open(rest, "w") as r:
     c.writelines(header)
     r.writelines(header)
     for block in blocks:
-        if not left_out.match(block[0]):
+        if left_out.match(block[0]):
+            continue
+        if known is None:
             (c if cuda_only.match(block[0]) else r).writelines(block)
+        elif block[0].split("==")[0] not in known:
+            c.writelines(block)
 PY
 }
 printf '# written by scripts/lock.sh from VERSION in usecases/stores/labelstudio.py\nlabel-studio==%s\n-r tools.in\n' \
@@ -74,32 +81,13 @@ done
 compile "$work/image-py311.txt" 3.11 pyproject.toml -c requirements/cdl-py311.txt \
     -c requirements/torch-cuda-py311.txt
 split "$work/image-py311.txt" "$work/image-torch.txt" "requirements/image-py311.txt"
-# The image's GPU variant: PyPI's CUDA torch and, for Keras, JAX with CUDA 12 (the backend
+# The image's GPU variant: PyPI's CUDA torch and, for Keras, JAX with CUDA 13 (the backend
 # measured fastest on a GPU, benchmarks/fmnist_epoch.py; 0.10 is the last JAX for Python 3.11;
 # CUDA 13 as torch 2.13, whose NVIDIA libraries it shares, and which still runs on a T4),
 # minus what image-py311.txt pins already
-printf 'torch==2.13.0\njax[cuda13]>=0.10,<0.11\n' >"$work/gpu.in"
-compile "$work/gpu-all.txt" 3.11 "$work/gpu.in" -c requirements/image-py311.txt \
+compile "$work/gpu-all.txt" 3.11 requirements/gpu.in -c requirements/image-py311.txt \
     -c requirements/torch-cuda-py311.txt
-python3 - "$work/gpu-all.txt" requirements/image-py311.txt requirements/gpu-py311.txt <<'PY'
-import re, sys
-src, image, out = sys.argv[1:4]
-pinned = {m.group(1) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", open(image).read(), re.M)}
-header, blocks = [], []
-for line in open(src):
-    if re.match(r"[A-Za-z0-9]", line):
-        blocks.append([line])
-    elif blocks:
-        blocks[-1].append(line)
-    else:
-        header.append(line)
-with open(out, "w") as o:
-    o.writelines(header)
-    for block in blocks:
-        name = block[0].split("==")[0]
-        if name not in pinned and not name.startswith("triton"):
-            o.writelines(block)
-PY
+split "$work/gpu-all.txt" requirements/gpu-py311.txt "$work/gpu-rest.txt" requirements/image-py311.txt
 # The CPU build: only the wheel itself; its dependencies are pinned in cdl-py311.txt
 if [ -z "$CDL_FIND_LINKS" ]; then
     echo "lock: pip has no find-links holding torch 2.13.0's CPU build; torch-cpu-py311.txt kept as it is" >&2

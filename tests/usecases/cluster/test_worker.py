@@ -20,6 +20,17 @@ from usecases.workflow.usecase import DataOptions
 REPO = Path(__file__).resolve().parents[3]
 
 
+def local_manifest(usecase_name: str, folder: Path) -> Manifest:
+    """What the local ingest decides over ``folder`` with the default rules."""
+    usecase = usecase_named(usecase_name)
+    candidates, rules = usecase.scan(DataOptions(folder=folder,
+                                                 max_bytes=defaults.MAX_FILE_BYTES,
+                                                 min_chars=defaults.MIN_CHARS))
+    split = SplitRules() if usecase.needs_split() else None
+    return build_manifest(usecase.name, folder, candidates,
+                          [sha256_bytes(c.data) for c in candidates], rules, split)
+
+
 def run_worker(usecase: str, pfs: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The pipeline spec's own command, from the input mount's parent."""
     command = pipelines.validate_pipeline(usecase, "unused")["transform"]["cmd"]
@@ -66,12 +77,7 @@ def test_the_worker_decides_as_the_local_ingest_does(tmp_path: Path) -> None:
     assert run_worker("bbc", pfs).returncode == 0
     worker = Manifest.from_json((pfs / "out" / "manifest.json").read_text())
 
-    usecase = usecase_named("bbc")
-    candidates, rules = usecase.scan(DataOptions(folder=pfs / "raw",
-                                                 max_bytes=defaults.MAX_FILE_BYTES,
-                                                 min_chars=defaults.MIN_CHARS))
-    local = build_manifest("bbc", pfs / "raw", candidates,
-                           [sha256_bytes(c.data) for c in candidates], rules, SplitRules())
+    local = local_manifest("bbc", pfs / "raw")
     assert worker.version == local.version
     assert [(e.path, e.status, e.reason, e.split) for e in worker.entries] == [
         (e.path, e.status, e.reason, e.split) for e in local.entries]

@@ -21,15 +21,12 @@ import pytest
 import yaml
 
 from tests.rawdata import add_bad_files, write_bbc
+from tests.usecases.cluster.test_worker import local_manifest
 from tests.usecases.test_entrypoints import VALIDATION, reduced, write_features
-from usecases import defaults
 from usecases.bbc.dataset import CLASSES
-from usecases.cli.common import usecase_named
 from usecases.cluster import pipelines
-from usecases.stores.mldata import Manifest, sha256_bytes
+from usecases.stores.mldata import Manifest
 from usecases.workflow import deploy
-from usecases.workflow.data import SplitRules, build_manifest
-from usecases.workflow.usecase import DataOptions
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -131,13 +128,7 @@ def test_the_validation_worker_in_the_image_quarantines_as_the_local_ingest(
     assert all((pfs / "out" / "quarantine" / path).is_file() for path in bad)
     manifest = Manifest.from_json((pfs / "out" / "manifest.json").read_text())
     assert manifest.source == "pfs:raw@c0ffee"
-    usecase = usecase_named("bbc")
-    candidates, rules = usecase.scan(DataOptions(folder=pfs / "raw",
-                                                 max_bytes=defaults.MAX_FILE_BYTES,
-                                                 min_chars=defaults.MIN_CHARS))
-    local = build_manifest("bbc", pfs / "raw", candidates,
-                           [sha256_bytes(c.data) for c in candidates], rules, SplitRules())
-    assert manifest.version == local.version
+    assert manifest.version == local_manifest("bbc", pfs / "raw").version
 
 
 def test_the_bbc_trial_trains_in_the_image_under_determineds_local_mode(
