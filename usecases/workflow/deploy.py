@@ -106,7 +106,13 @@ class InProcess:
 
         settings = ModelSettings.parse_file(str(folder / "model-settings.json"))
         self.runtime = settings.implementation(settings)
-        asyncio.run(self.runtime.load())
+        # A loop of its own, never made current: asyncio.run() would leave this thread with no
+        # current loop, and a later asyncio.get_event_loop() (Pulumi's runtime calls it) fails
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.runtime.load())
+        finally:
+            loop.close()
 
     def decode(self, payload: dict[str, Any]) -> Any:
         from mlserver.types import InferenceRequest
