@@ -46,6 +46,11 @@ class PachdStandIn:
         self.jobs: list[pps.JobState | None] = [pps.JobState.JOB_SUCCESS]  # None: NOT_FOUND
         self.job_reason = ""
         self.files: dict[str, bytes] = {}  # the output commit's files, by path
+        self.commit = COMMIT  # the id of the commits it starts
+        self.raw: dict[str, bytes] = {}  # what the last ModifyFile stream added, by path
+        # Called when a commit is finished without error, with its id and files: returns the
+        # output commit's files (tests/usecases/cluster/test_data.py runs the real worker)
+        self.pipeline: Callable[[str, dict[str, bytes]], dict[str, bytes]] | None = None
         self.fail: dict[str, grpc.StatusCode] = {}  # method -> the status it aborts with
         self._lock = threading.Lock()
         unary: dict[str, tuple[str, type[betterproto.Message], Answer]] = {
@@ -53,9 +58,9 @@ class PachdStandIn:
                            lambda r, c: Version(major=2, minor=11, micro=6)),
             "CreateRepo": ("pfs_v2.API", pfs.CreateRepoRequest, lambda r, c: Empty()),
             "StartCommit": ("pfs_v2.API", pfs.StartCommitRequest,
-                            lambda r, c: pfs.Commit(repo=r.branch.repo, id=COMMIT,
+                            lambda r, c: pfs.Commit(repo=r.branch.repo, id=self.commit,
                                                     branch=r.branch)),
-            "FinishCommit": ("pfs_v2.API", pfs.FinishCommitRequest, lambda r, c: Empty()),
+            "FinishCommit": ("pfs_v2.API", pfs.FinishCommitRequest, self._finish_commit),
             "InspectCommit": ("pfs_v2.API", pfs.InspectCommitRequest,
                               lambda r, c: pfs.CommitInfo(commit=r.commit)),
             "CreatePipelineV2": ("pps_v2.API", pps.CreatePipelineV2Request,
@@ -102,6 +107,13 @@ class PachdStandIn:
 
     def _modify_file(self, requests: list[pfs.ModifyFileRequest],
                      context: grpc.ServicerContext) -> Empty:
+        self.raw = written(requests[1:])[1]
+        return Empty()
+
+    def _finish_commit(self, request: pfs.FinishCommitRequest,
+                       context: grpc.ServicerContext) -> Empty:
+        if self.pipeline is not None and not request.error:
+            self.files = self.pipeline(request.commit.id, self.raw)
         return Empty()
 
     def _inspect_job(self, request: pps.InspectJobRequest,
@@ -110,7 +122,8 @@ class PachdStandIn:
         if state is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job.id} not found")
         output = pfs.Commit(repo=pfs.Repo(name=request.job.pipeline.name, type="user",
-                                          project=request.job.pipeline.project), id=COMMIT)
+                                          project=request.job.pipeline.project),
+                            id=request.job.id)  # a job's output commit shares its id
         return pps.JobInfo(job=request.job, state=state, reason=self.job_reason,
                            output_commit=output)
 
