@@ -55,7 +55,8 @@ def smoke(
         "platform does.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
 ) -> None:
-    """Train, register, gate, serve and query both models as a post-deployment smoke test."""
+    """Train, register, gate, serve and query both models as a post-deployment smoke test
+    (--local; on a deployed platform, for now, the checks that its tools answer)."""
     chosen = [name for name, given in (("--local", local), ("--stack", stack),
                                        ("--outputs", outputs), ("--plan", plan)) if given]
 
