@@ -69,12 +69,10 @@ def known_secrets(repo: Path, home: Path) -> dict[bytes, str]:
 
 def image_files(image: str) -> Iterator[tuple[str, bytes]]:
     """(path, content) of every regular file of the image."""
-    env = {**os.environ}
     container = subprocess.run(["podman", "create", "--network=none", image, "true"],
-                               capture_output=True, text=True, check=True, env=env).stdout.strip()
+                               capture_output=True, text=True, check=True).stdout.strip()
     try:
-        with subprocess.Popen(["podman", "export", container], stdout=subprocess.PIPE,
-                              env=env) as export:
+        with subprocess.Popen(["podman", "export", container], stdout=subprocess.PIPE) as export:
             assert export.stdout is not None
             with tarfile.open(fileobj=export.stdout, mode="r|") as tar:
                 for member in tar:
@@ -85,8 +83,7 @@ def image_files(image: str) -> Iterator[tuple[str, bytes]]:
         if export.returncode:
             raise SystemExit(f"scan: podman export of {image} failed")
     finally:
-        subprocess.run(["podman", "rm", "-f", container], capture_output=True, check=False,
-                       env=env)
+        subprocess.run(["podman", "rm", "-f", container], capture_output=True, check=False)
 
 
 def scan(image: str, secrets: dict[bytes, str]) -> tuple[int, list[str]]:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from usecases import defaults
 from usecases.cli.common import GateOpt, StudioPortOpt, app, console, guarded
-from usecases.errors import CDLError
+from usecases.errors import CDLError, GateFailed
 from usecases.stores.labelstudio import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -96,12 +96,11 @@ def _local(usecase: str, gate: float, requests: int, label_studio: bool, port: i
             raise CDLError(f"smoke failed at {who + ': ' if who else ''}{step}: {exc.problem}",
                            exc.fix) from None
     _steps(cases)
-    failed = [(name, one) for name, one in result.usecases.items() if not one.gate_passed]
-    if failed:
-        name, one = failed[0]
-        raise CDLError(f"smoke failed at {name}: evaluate: test accuracy "
-                       f"{one.test_accuracy:.3f} is below the gate {gate:g}",
-                       "look at the model's report (cdl report) before deploying")
+    for name, one in result.usecases.items():
+        gate_error = one.gate_error(name)  # the gate's verdict, worded as cdl demo words it
+        if gate_error is not None:
+            raise GateFailed(f"smoke failed at {name}: evaluate: "
+                             f"{gate_error.problem.removeprefix(f'{name}: ')}", gate_error.fix)
     for name, one in result.usecases.items():
         problem = _served_problem(one.serving.smoke if one.serving else None)
         if problem:

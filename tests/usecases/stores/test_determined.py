@@ -31,6 +31,7 @@ from tests.loopback import http_server
 from usecases.errors import CDLError
 from usecases.stores import determined
 from usecases.stores.determined import BestCheckpoint, DeterminedMaster
+from usecases.workflow.deploy import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 BBC, FMNIST = REPO / "usecases" / "bbc", REPO / "usecases" / "fmnist"
@@ -392,15 +393,8 @@ def test_an_unreadable_ca_certificate_is_an_error_before_any_request(
     assert master.requests == []
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_an_unreachable_master_is_an_error_naming_its_url() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(CDLError) as unreachable:
         DeterminedMaster(url, USER, PASSWORD)
     assert unreachable.value.problem == (f"the Determined master at {url} did not answer "
