@@ -91,6 +91,9 @@ def download(url: str, part: Path, max_bytes: int, progress: Progress | None = N
         try:
             continues, total = _accepted(url, response, have)
             if not continues:
+                # the refused answer's body must leave the connection before the pool reuses it
+                # for the clean start (else that request reads these bytes as its answer)
+                response.drain_conn()
                 continue
             if response.status == 200:
                 have = 0  # a server that ignores ranges sends it all again
