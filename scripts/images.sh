@@ -4,13 +4,14 @@
 #                                   PyPI's CUDA torch and JAX in uv's cache; only the CPU variant is
 #                                   built and tested here)
 # 1. The base, localhost/cdl-base:bookworm-KEY: a Debian 12 rootfs (debootstrap minbase, with
-#    python3, venv and the CA certificates) from this machine's apt sources, imported with
+#    python3, venv, the CA certificates and Fashion-MNIST) from this machine's apt sources, imported with
 #    `podman import`; kept in $CDL_IMAGES_CACHE (default /var/cache/cdl/images), KEY its recipe.
 # 2. The image, localhost/cdl:VERSION-VARIANT (stacks/platform/pins.py names it): scripts/images/
 #    Containerfile over the base, built with no network. Its venv is installed from uv's cache
 #    and pip's find-links (mounted read-only, by hash, offline), which scripts/setup.sh fills.
 #    The build context is scripts/images/context.sh's, as for the GitLab CI job (ci/image.yml),
-#    which builds the same Containerfile online with kaniko.
+#    which builds the same Containerfile online with kaniko; it takes the helm scripts/helm.sh
+#    installed in .venv/bin (which setup.sh runs) and the tracked files of charts/cdl-model.
 # Unchanged inputs (Containerfile, locks, the project's files, the base) reuse the image: their
 # hash is its label cdl.inputs. Next to it in the cache goes VERSION-VARIANT.contents.txt, what
 # the image holds (pip freeze, dpkg -l). A new image is scanned for secrets (scripts/images/
@@ -43,7 +44,9 @@ mkdir -p "$cache"
 started=$SECONDS
 
 # 1. the base image
-packages=python3,python3-venv,ca-certificates
+# with Debian's Fashion-MNIST: the raw data of the smoke's second use case (the BBC articles are
+# fetched by the smoke Job itself: no package carries them)
+packages=python3,python3-venv,ca-certificates,dataset-fashion-mnist
 mirror="$("$python" -c 'from tests.playbooks.testhosts import debian_sources, host_apt_sources, mirror
 print(mirror(debian_sources(host_apt_sources())))')"
 key="$(printf '%s\n' bookworm "$packages" "$mirror" 1 | sha256sum | cut -c1-16)"

@@ -42,3 +42,9 @@ else:
     pulumi.export("determinedMaster", platform.determined_master)
     pulumi.export("s3Endpoint", platform.s3_endpoint)
     pulumi.export("images", platform.images)
+    # Where the cluster steps find pachd, the use cases' database and the served models, as
+    # the cdl-smoke Job's platform.json has them (in-cluster addresses, no credential).
+    pulumi.export("pachd", platform.pachd)
+    pulumi.export("database", platform.database)
+    pulumi.export("serving", platform.serving)
+    pulumi.export("modelsNamespace", platform.models_namespace)

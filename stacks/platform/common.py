@@ -20,10 +20,11 @@ def namespace(name: str, parent: pulumi.Resource) -> k8s.core.v1.Namespace:
 
 
 def release(name: str, pin: ChartPin, namespace: str, values: Mapping[str, Any],
-            parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()
-            ) -> k8s.helm.v3.Release:
+            parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = (),
+            timeout: int = 900) -> k8s.helm.v3.Release:
     """A Helm release of a pinned chart, under a fixed release name (service names derive
-    from it), waiting for its workloads so that dependants start against a ready service."""
+    from it), waiting for its workloads so that dependants start against a ready service.
+    ``timeout`` (seconds) bounds that wait, hook Jobs included."""
     # An OCI registry is addressed through the chart reference, a classic repo by its index,
     # our own charts by their path.
     oci = pin.repo.startswith("oci://")
@@ -39,7 +40,7 @@ def release(name: str, pin: ChartPin, namespace: str, values: Mapping[str, Any],
             values=dict(values),
             atomic=True,
             cleanup_on_fail=True,
-            timeout=900,
+            timeout=timeout,
         ),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

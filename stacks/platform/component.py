@@ -16,9 +16,20 @@ from stacks.platform.config import NAMESPACE, PlatformConfig, Serving, load
 from stacks.platform.credentials import generated, secret
 from stacks.platform.data import pachyderm_values
 from stacks.platform.database import Postgres, PostgresArgs
-from stacks.platform.labels import ADMIN_SECRET, label_studio_values
-from stacks.platform.serving import MODEL_STORAGE_SECRET, kserve_values, seldon_values
-from stacks.platform.smoke import smoke_values
+from stacks.platform.labels import ADMIN_SECRET, ADMIN_TOKEN_KEY, label_studio_values
+from stacks.platform.serving import (
+    MODEL_STORAGE_SECRET,
+    SCORING_SECRET,
+    kserve_values,
+    seldon_values,
+)
+from stacks.platform.smoke import (
+    DETERMINED_ADMIN_SECRET,
+    LABEL_STUDIO_TOKEN_SECRET,
+    RELEASE_TIMEOUT,
+    in_cluster,
+    smoke_values,
+)
 from stacks.platform.storage import ROOT_USER, ObjectStorage, ObjectStorageArgs
 from stacks.platform.tls import Tls, TlsArgs
 from stacks.platform.training import UI_TLS_SECRET as DETERMINED_TLS_SECRET
@@ -33,6 +44,9 @@ from stacks.platform.wiring import (
     LABEL_STUDIO_RELEASE,
     PACHYDERM_DB,
     PACHYDERM_RELEASE,
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    USECASES_DB,
     Namespace,
 )
 
@@ -71,6 +85,11 @@ class Platform(pulumi.ComponentResource):
     determined_master: pulumi.Output[str]
     s3_endpoint: pulumi.Output[str]
     images: pulumi.Output[dict[str, str]]
+    # Addresses inside the cluster, as the smoke Job reads them (smoke.in_cluster).
+    pachd: pulumi.Output[str]
+    database: pulumi.Output[dict[str, Any]]
+    serving: pulumi.Output[str]
+    models_namespace: pulumi.Output[str]
 
     def __init__(self, name: str, args: PlatformArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -95,23 +114,29 @@ class Platform(pulumi.ComponentResource):
 
         # Data: Pachyderm.
         data_ns = spaces[Namespace.DATA]
-        release(PACHYDERM_RELEASE, pins.PACHYDERM, Namespace.DATA,
-                pachyderm_values(config, tls.issuer, storage.endpoint, storage.access_key,
-                                 storage.secret_key),
-                self, [*ready, postgres.login(PACHYDERM_DB.owner, Namespace.DATA, [data_ns])])
+        pachyderm = release(
+            PACHYDERM_RELEASE, pins.PACHYDERM, Namespace.DATA,
+            pachyderm_values(config, tls.issuer, storage.endpoint, storage.access_key,
+                             storage.secret_key),
+            self, [*ready, postgres.login(PACHYDERM_DB.owner, Namespace.DATA, [data_ns])])
 
         # Labels: Label Studio.
         labels_ns = spaces[Namespace.LABELS]
         label_admin = generated("label-studio-admin-password", self)
         label_admin_user = f"admin@{config.domain}"
-        release(LABEL_STUDIO_RELEASE, pins.LABEL_STUDIO, Namespace.LABELS,
-                label_studio_values(config, tls.issuer, storage.url),
-                self, [*ready,
-                       postgres.login(LABEL_STUDIO_DB.owner, Namespace.LABELS, [labels_ns]),
-                       storage.credentials(Namespace.LABELS, [labels_ns]),
-                       secret(ADMIN_SECRET, Namespace.LABELS,
-                              {"username": label_admin_user, "password": label_admin},
-                              self, depends_on=[labels_ns])])
+        # The admin's API token (Label Studio's legacy token, up to 40 characters), set when
+        # the release first creates the admin: what the smoke labels through.
+        label_token = generated("label-studio-api-token", self, length=40)
+        label_studio = release(
+            LABEL_STUDIO_RELEASE, pins.LABEL_STUDIO, Namespace.LABELS,
+            label_studio_values(config, tls.issuer, storage.url),
+            self, [*ready,
+                   postgres.login(LABEL_STUDIO_DB.owner, Namespace.LABELS, [labels_ns]),
+                   storage.credentials(Namespace.LABELS, [labels_ns]),
+                   secret(ADMIN_SECRET, Namespace.LABELS,
+                          {"username": label_admin_user, "password": label_admin,
+                           ADMIN_TOKEN_KEY: label_token},
+                          self, depends_on=[labels_ns])])
 
         # Experiments and model registry: Determined, its UI through the ingress.
         det_admin = generated("determined-admin-password", self)
@@ -141,13 +166,33 @@ class Platform(pulumi.ComponentResource):
                                         number=DETERMINED_PORT))))]))]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[determined]))
 
-        self._serving(config, storage, tls, spaces)
-        smoke_after = [spaces[Namespace.SMOKE], determined]
-        if storage.release is not None:
-            smoke_after.append(storage.release)
+        serving = self._serving(config, storage, tls, spaces)
+        # Scoring Data: the served models write each request to the use cases' database
+        models_ns = spaces[Namespace.MODELS]
+        dsn = postgres.passwords[USECASES_DB.owner].apply(
+            lambda password: f"host={POSTGRES_HOST} port={POSTGRES_PORT} "
+                             f"dbname={USECASES_DB.name} user={USECASES_DB.owner} "
+                             f"password={password}")
+        serving.append(secret(SCORING_SECRET, Namespace.MODELS, {"dsn": dsn}, self,
+                              depends_on=[models_ns]))
+
+        # The smoke drives every tool, so it starts once they all answer; its credentials are
+        # copies in its own namespace (Secrets do not cross namespaces).
+        inside = in_cluster(config, storage.url, storage.release is not None)
+        smoke_ns = spaces[Namespace.SMOKE]
+        smoke_secrets = [
+            storage.credentials(Namespace.SMOKE, [smoke_ns]),
+            postgres.login(USECASES_DB.owner, Namespace.SMOKE, [smoke_ns]),
+            secret(DETERMINED_ADMIN_SECRET, Namespace.SMOKE,
+                   {"username": DETERMINED_ADMIN, "password": det_admin}, self,
+                   depends_on=[smoke_ns]),
+            secret(LABEL_STUDIO_TOKEN_SECRET, Namespace.SMOKE, {ADMIN_TOKEN_KEY: label_token},
+                   self, depends_on=[smoke_ns]),
+        ]
         release("cdl-smoke", pins.own_chart("cdl-smoke"), Namespace.SMOKE,
-                smoke_values(storage.release is not None, config.images()["cpu"]), self,
-                smoke_after)
+                smoke_values(inside, config.images()["cpu"]), self,
+                [*ready, determined, pachyderm, label_studio, *serving, smoke_ns,
+                 *smoke_secrets], timeout=RELEASE_TIMEOUT)
         if with_runner:
             assert config.gitlab_url is not None
             runner_token: pulumi.Input[str]
@@ -173,11 +218,15 @@ class Platform(pulumi.ComponentResource):
         self.determined_master = pulumi.Output.from_input(f"https://{det_host}")
         self.s3_endpoint = pulumi.Output.from_input(storage.url)
         # What the cluster steps run (trials, the validation worker, cdl-model, the smoke)
-        self.images = pulumi.Output.from_input({variant: image.ref for variant, image
-                                                in config.images().items()})
+        self.images = pulumi.Output.from_input(inside["images"])
+        self.pachd = pulumi.Output.from_input(inside["pachd"])
+        self.database = pulumi.Output.from_input(inside["database"])
+        self.serving = pulumi.Output.from_input(inside["serving"])
+        self.models_namespace = pulumi.Output.from_input(inside["modelsNamespace"])
         credentials: dict[str, dict[str, pulumi.Input[str]]] = {
             "determined": {"username": DETERMINED_ADMIN, "password": det_admin},
-            "labelStudio": {"username": label_admin_user, "password": label_admin},
+            "labelStudio": {"username": label_admin_user, "password": label_admin,
+                            "token": label_token},
             "s3": {"accessKey": storage.access_key, "secretKey": storage.secret_key},
             "postgres": dict(postgres.passwords),
         }
@@ -188,19 +237,26 @@ class Platform(pulumi.ComponentResource):
                                "determined_master": self.determined_master,
                                "determined_master_internal":
                                    f"http://{DETERMINED_HOST}:{DETERMINED_PORT}",
-                               "s3_endpoint": self.s3_endpoint, "images": self.images})
+                               "s3_endpoint": self.s3_endpoint, "images": self.images,
+                               "pachd": self.pachd, "database": self.database,
+                               "serving": self.serving,
+                               "models_namespace": self.models_namespace})
 
     def _serving(self, config: PlatformConfig, storage: ObjectStorage, tls: Tls,
-                 spaces: dict[Namespace, k8s.core.v1.Namespace]) -> None:
-        """The serving operator and what charts/cdl-model needs in the models' namespace."""
+                 spaces: dict[Namespace, k8s.core.v1.Namespace]) -> list[pulumi.Resource]:
+        """The serving operator and what charts/cdl-model needs in the models' namespace;
+        returns what a cdl-model release waits for."""
         system = spaces[Namespace.SERVING_SYSTEM]
+        operator: list[pulumi.Resource]
         if config.serving is Serving.SELDON:
-            release("seldon-core", pins.SELDON_CORE, Namespace.SERVING_SYSTEM, seldon_values(),
-                    self, [system, tls])
+            operator = [release("seldon-core", pins.SELDON_CORE, Namespace.SERVING_SYSTEM,
+                                seldon_values(), self, [system, tls])]
         else:
             crds = release("kserve-crd", pins.KSERVE_CRD, Namespace.SERVING_SYSTEM, {}, self,
                            [system])
-            release("kserve", pins.KSERVE, Namespace.SERVING_SYSTEM,
-                    kserve_values(config.ingress_class), self, [crds, tls])
-        storage.credentials(Namespace.MODELS, [spaces[Namespace.MODELS]],
-                            name=MODEL_STORAGE_SECRET, extra={"endpoint": storage.endpoint})
+            operator = [crds, release("kserve", pins.KSERVE, Namespace.SERVING_SYSTEM,
+                                      kserve_values(config.ingress_class), self, [crds, tls])]
+        model_storage = storage.credentials(Namespace.MODELS, [spaces[Namespace.MODELS]],
+                                            name=MODEL_STORAGE_SECRET,
+                                            extra={"endpoint": storage.endpoint})
+        return [*operator, model_storage]

@@ -19,6 +19,8 @@ from stacks.platform.wiring import (
 )
 
 ADMIN_SECRET = "label-studio-admin"
+# The admin's API token in ADMIN_SECRET.
+ADMIN_TOKEN_KEY = "token"
 UI_TLS_SECRET = "label-studio-tls"
 
 
@@ -50,10 +52,17 @@ def label_studio_values(config: PlatformConfig, issuer: str, s3_url: str) -> dic
                 "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
                 "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+                # Label Studio 1.23 creates organizations with legacy API tokens off; the admin's
+                # token below is one, and the smoke labels through it. A boolean: the name says
+                # token, the value is none (the policy pack's secrets rule reads strings).
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": True,
             },
             "extraEnvironmentSecrets": {
                 "LABEL_STUDIO_USERNAME": {"secretName": ADMIN_SECRET, "secretKey": "username"},
                 "LABEL_STUDIO_PASSWORD": {"secretName": ADMIN_SECRET, "secretKey": "password"},
+                # Given to the admin when `label-studio init` first creates it.
+                "LABEL_STUDIO_USER_TOKEN": {"secretName": ADMIN_SECRET,
+                                            "secretKey": ADMIN_TOKEN_KEY},
             },
         },
         # PostgreSQL comes from CNPG. Without Redis the community edition runs its background

@@ -15,6 +15,9 @@ from stacks.platform.common import resources
 # chart copies the model folder with its own init container under either operator, so one
 # Secret serves both.
 MODEL_STORAGE_SECRET = "cdl-model-storage"
+# What a served model writes each request to (Scoring Data): key "dsn", a libpq conninfo of
+# the use cases' database; charts/cdl-model reads it when it exists.
+SCORING_SECRET = "cdl-scoring"
 
 
 def seldon_values() -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stacks.platform import pins
-from stacks.platform.serving import MODEL_STORAGE_SECRET
+from stacks.platform.serving import MODEL_STORAGE_SECRET, SCORING_SECRET
 from stacks.platform.wiring import DETERMINED_HOST, DETERMINED_PORT, MINIO_API_PORT, MINIO_HOST
 from tests.charts.conftest import CHARTS, Render, RenderError, run_helm
 from tests.charts.upstream import is_custom, validate_manifest
@@ -80,6 +80,10 @@ def test_the_model_is_served_the_way_the_values_say(render: Render, values: str)
     assert fetch["args"][-2:] == [f"store/{path}/", f"/mnt/models/{settings['model']['name']}/"]
     secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in fetch["env"] if "valueFrom" in e}
     assert secrets == {MODEL_STORAGE_SECRET}
+    # Scoring Data: the server (only) gets the platform's database address, if it exists
+    (scoring,) = [e for e in server["env"] if "valueFrom" in e]
+    assert scoring == {"name": "CDL_SCORING_DSN", "valueFrom": {"secretKeyRef": {
+        "name": SCORING_SECRET, "key": "dsn", "optional": True}}}
     auto = settings.get("autoscaling", {})
     if model["kind"] == "SeldonDeployment":
         predictor = model["spec"]["predictors"][0]
@@ -114,6 +118,13 @@ def test_the_values_schema_refuses_what_the_chart_cannot_serve(render: Render,
     with pytest.raises(RenderError, match="values don't meet the specifications") as refused:
         render("cdl-model", _ci("cdl-model", "seldon-values.yaml"), sets=sets)
     assert message in str(refused.value)
+
+
+def test_without_a_scoring_secret_the_model_records_nothing(render: Render) -> None:
+    objects = render("cdl-model", _ci("cdl-model", "seldon-values.yaml"),
+                     sets={"scoring.secretName": ""})
+    (server,) = _pod(_model(objects))["containers"]
+    assert "CDL_SCORING_DSN" not in {e["name"] for e in server["env"]}
 
 
 def test_the_model_chart_needs_a_model(render: Render) -> None:

@@ -4,11 +4,14 @@ file against GitLab's CI schema; the pipelines gitlab-ci-local plans in scratch 
 checkout; and each job's script, as gitlab-ci-local renders it, run by busybox's shell with
 busybox's tools alone (what kaniko's debug image has) in a fresh clone, up to kaniko's
 executor. A stand-in named ``executor`` takes the executor's place on PATH and records the
-arguments it was given; the registry credentials file is read back as kaniko would read it."""
+arguments it was given; the registry credentials file is read back as kaniko would read it.
+The job they need, image-helm, runs for real (npm, bash and python3, as its Node image has them)
+and hands them its artifact as GitLab would: copied into their checkout."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -26,7 +29,10 @@ from ..conftest import REPO
 from .gitlab import GITLAB_CI_LOCAL, check_schema, commit, git, listed, scratch_clone
 
 IMAGE_FILE = REPO / "ci" / "image.yml"
-IMAGE_JOBS = {"image-cpu", "image-gpu"}
+IMAGE_JOBS = {"image-helm", "image-cpu", "image-gpu"}
+BOTH_BUILT = {"image-helm": "on_success", "image-cpu": "on_success", "image-gpu": "on_success"}
+HELM_SHA256 = re.search(r'^HELM_SHA256="([0-9a-f]{64})"$',
+                        (REPO / "scripts" / "helm.sh").read_text(), re.M)[1]  # type: ignore[index]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 # What GitLab gives a job of a project group/cdl on a registry at registry.test:5050
 PREDEFINED = {"CI_REGISTRY": "registry.test:5050",
@@ -80,13 +86,22 @@ def images(plan: dict[str, str]) -> dict[str, str]:
 def test_a_change_to_the_containerfile_on_the_default_branch_builds_both_images(
         clone: Path) -> None:
     commit(clone, "main", "scripts/images/Containerfile", "# a developer's change")
-    assert listed(clone) == {"image-cpu": "on_success", "image-gpu": "on_success"}
+    assert listed(clone) == BOTH_BUILT
+
+
+def test_a_change_to_the_model_chart_on_the_default_branch_builds_both_images(
+        clone: Path) -> None:
+    """The image carries charts/cdl-model, which the smoke installs from inside it."""
+    commit(clone, "main", "charts/cdl-model/values.yaml", "# a developer's change")
+    assert listed(clone) == BOTH_BUILT
 
 
 def test_a_change_to_the_project_elsewhere_builds_the_images_only_by_hand(clone: Path) -> None:
     commit(clone, "exp/tokenizer", "usecases/bbc/dataset.py", "# a developer's change")
     plan = listed(clone)
-    assert images(plan) == {"image-cpu": "manual", "image-gpu": "manual"}
+    # helm's fetch runs at once, so that a hand starting an image job waits for nothing else
+    assert images(plan) == {"image-helm": "on_success", "image-cpu": "manual",
+                            "image-gpu": "manual"}
     assert {"bbc-data", "bbc-model"} <= set(plan)  # the workflow's jobs run as before
 
 
@@ -100,8 +115,7 @@ def test_a_tag_builds_the_images_and_runs_no_use_case(clone: Path) -> None:
     """A tag's pipeline (no branch; the tag's commit changed BBC's code, which on the default
     branch plans BBC's jobs as well) builds the images alone."""
     commit(clone, "main", "usecases/bbc/const.yaml", "# a change a push would deploy")
-    assert listed(clone, "CI_COMMIT_TAG=v0.1.0", unset=["CI_COMMIT_BRANCH"]) == {
-        "image-cpu": "on_success", "image-gpu": "on_success"}
+    assert listed(clone, "CI_COMMIT_TAG=v0.1.0", unset=["CI_COMMIT_BRANCH"]) == BOTH_BUILT
     # gitlab-ci-local plans the jobs whatever `workflow:rules` decide (it reads only their
     # variables): the rule that lets a tag's pipeline run at all is read from the file
     workflow = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())["workflow"]["rules"]
@@ -112,8 +126,7 @@ def test_cdl_image_build_turns_the_jobs_off_or_on_whatever_changed(clone: Path) 
     commit(clone, "main", "scripts/images/Containerfile", "# a developer's change")
     assert listed(clone, "CDL_IMAGE_BUILD=never") == {}
     commit(clone, "docs/readme", "README.md", "<!-- a reader's note -->")
-    assert listed(clone, "CDL_IMAGE_BUILD=always") == {"image-cpu": "on_success",
-                                                        "image-gpu": "on_success"}
+    assert listed(clone, "CDL_IMAGE_BUILD=always") == BOTH_BUILT
 
 
 # ---- what a job does: its script under busybox, up to the executor --------------------------
@@ -165,19 +178,45 @@ def expand(value: str, variables: dict[str, str]) -> str:
                   lambda m: variables.get(m[1] or m[2], ""), value)
 
 
-def run_job(rendered: dict[str, Any], job: str, busybox: Path, origin: Path, tmp_path: Path,
-            **project: str) -> Ran:
-    """``job``'s script in a fresh clone, as a runner would run it in kaniko's debug image:
-    predefined variables, then the file's (global, then the job's), then ``project``'s."""
-    checkout = tmp_path / "checkout"
-    scratch_clone(origin, checkout)
-    definition = rendered[job]
+def job_variables(rendered: dict[str, Any], job: str, checkout: Path,
+                  project: dict[str, str]) -> dict[str, str]:
+    """Predefined variables, then the file's (global, then the job's), then ``project``'s."""
     variables = {**PREDEFINED, "CI_PROJECT_DIR": str(checkout),
                  "CI_REGISTRY_PASSWORD": password(),
                  "CI_COMMIT_SHORT_SHA": git(checkout, "rev-parse", "--short", "HEAD").strip()}
     for name, value in [*(rendered.get("variables") or {}).items(),
-                        *definition.get("variables", {}).items(), *project.items()]:
+                        *rendered[job].get("variables", {}).items(), *project.items()]:
         variables[name] = expand(str(value), variables)
+    return variables
+
+
+@pytest.fixture(scope="module")
+def helm_job(rendered: dict[str, Any], origin: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """image-helm's script, run for real in a fresh clone with this machine's bash, npm and
+    python3 (what its Node image has): the checkout it leaves, its artifacts in it."""
+    checkout = tmp_path_factory.mktemp("image-helm") / "checkout"
+    scratch_clone(origin, checkout)
+    env = {**os.environ, **job_variables(rendered, "image-helm", checkout, {})}
+    run = subprocess.run(["bash", "-e", "-c", "\n".join(rendered["image-helm"]["script"])],
+                         cwd=checkout, env=env, capture_output=True, text=True, timeout=600,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return checkout
+
+
+def run_job(rendered: dict[str, Any], job: str, busybox: Path, origin: Path, tmp_path: Path,
+            needed: Path, **project: str) -> Ran:
+    """``job``'s script in a fresh clone, as a runner would run it in kaniko's debug image,
+    with the artifacts of the jobs it needs taken from ``needed`` (their checkout)."""
+    checkout = tmp_path / "checkout"
+    scratch_clone(origin, checkout)
+    definition = rendered[job]
+    for need in definition.get("needs", []):
+        for artifact in rendered[need["job"]]["artifacts"]["paths"]:
+            (checkout / artifact).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(needed / artifact, checkout / artifact)
+    variables = job_variables(rendered, job, checkout, project)
     docker_config = tmp_path / "kaniko" / ".docker"
     env = {**variables, "PATH": str(busybox), "HOME": str(tmp_path),
            "DOCKER_CONFIG": str(docker_config), "EXECUTOR_ARGS": str(tmp_path / "args")}
@@ -195,8 +234,9 @@ def password() -> str:
 
 
 def test_the_cpu_job_builds_the_containerfile_online_and_pushes_both_tags(
-        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
-    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path,
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path,
+        helm_job: Path) -> None:
+    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path, helm_job,
                    CDL_TORCH_FIND_LINKS=TORCH_PAGE)
     assert done.run.returncode == 0, done.run.stderr
     (context,) = done.values("--context")
@@ -218,11 +258,45 @@ def test_the_cpu_job_builds_the_containerfile_online_and_pushes_both_tags(
     for name in ("image-py311.txt", "torch-cpu-py311.txt", "uv/uv.txt", "src/pyproject.toml",
                  "src/usecases/cli/__init__.py", "src/README.md"):
         assert (context_dir / name).is_file(), name
+    # helm as scripts/helm.sh pins it, and the model chart's tracked files, for the smoke
+    helm = context_dir / "helm" / "helm"
+    assert hashlib.sha256(helm.read_bytes()).hexdigest() == HELM_SHA256
+    assert os.access(helm, os.X_OK)
+    chart = context_dir / "charts" / "cdl-model"
+    assert sorted(str(f.relative_to(context_dir)) for f in chart.rglob("*") if f.is_file()) \
+        == sorted(git(REPO, "ls-files", "charts/cdl-model").split())
+
+
+def test_image_helm_fetches_the_helm_scripts_helm_sh_pins_for_the_image_jobs(
+        rendered: dict[str, Any], helm_job: Path) -> None:
+    """Its artifact is what the image jobs need: the pinned helm v3, runnable."""
+    (artifact,) = rendered["image-helm"]["artifacts"]["paths"]
+    helm = helm_job / artifact
+    assert hashlib.sha256(helm.read_bytes()).hexdigest() == HELM_SHA256
+    version = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    assert version.startswith("v3.")
+    for job in ("image-cpu", "image-gpu"):
+        assert [need["job"] for need in rendered[job]["needs"]] == ["image-helm"]
+
+
+def test_a_helm_other_than_the_pinned_one_stops_the_job_before_kaniko(
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
+    """A cached or re-published helm that is not the pinned one never reaches an image."""
+    other = tmp_path / "other"
+    (other / ".venv" / "bin").mkdir(parents=True)
+    (other / ".venv" / "bin" / "helm").write_text("#!/bin/sh\necho v3.99.0\n")
+    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path, other,
+                   CDL_TORCH_FIND_LINKS=TORCH_PAGE)
+    assert done.run.returncode == 1
+    assert "is not the helm scripts/helm.sh pins" in done.run.stderr
+    assert done.args == []
 
 
 def test_every_build_arg_the_jobs_pass_is_one_the_containerfile_declares(
-        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
-    done = run_job(rendered, "image-gpu", busybox, origin, tmp_path)
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path,
+        helm_job: Path) -> None:
+    done = run_job(rendered, "image-gpu", busybox, origin, tmp_path, helm_job)
     assert done.run.returncode == 0, done.run.stderr
     declared = set(re.findall(r"^ARG (\w+)", (REPO / "scripts/images/Containerfile").read_text(),
                               re.M))
@@ -235,8 +309,9 @@ def test_every_build_arg_the_jobs_pass_is_one_the_containerfile_declares(
 
 
 def test_the_registry_credentials_are_the_jobs_and_stay_out_of_the_build_context(
-        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
-    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path,
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path,
+        helm_job: Path) -> None:
+    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path, helm_job,
                    CDL_TORCH_FIND_LINKS=TORCH_PAGE, CI_REGISTRY_PASSWORD="job-token-of-this-run")
     assert done.run.returncode == 0, done.run.stderr
     config = json.loads((done.docker_config / "config.json").read_text())
@@ -250,8 +325,9 @@ def test_the_registry_credentials_are_the_jobs_and_stay_out_of_the_build_context
 
 
 def test_a_registry_of_ones_own_takes_its_own_credentials_tags_and_the_git_tag(
-        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
-    done = run_job(rendered, "image-gpu", busybox, origin, tmp_path,
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path,
+        helm_job: Path) -> None:
+    done = run_job(rendered, "image-gpu", busybox, origin, tmp_path, helm_job,
                    CDL_IMAGE_REGISTRY="images.test/ml", CDL_IMAGE_NAME="cdl-steps",
                    CDL_IMAGE_TAG="2026.12", CI_COMMIT_TAG="v0.1.0",
                    CDL_IMAGE_REGISTRY_USER="robot", CDL_IMAGE_REGISTRY_PASSWORD="robot-secret")
@@ -266,8 +342,9 @@ def test_a_registry_of_ones_own_takes_its_own_credentials_tags_and_the_git_tag(
 
 
 def test_the_cpu_job_without_torchs_cpu_build_stops_before_kaniko_saying_what_to_set(
-        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path) -> None:
-    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path)
+        rendered: dict[str, Any], busybox: Path, origin: Path, tmp_path: Path,
+        helm_job: Path) -> None:
+    done = run_job(rendered, "image-cpu", busybox, origin, tmp_path, helm_job)
     assert done.run.returncode == 1
     assert "CDL_TORCH_FIND_LINKS" in done.run.stderr
     assert done.args == []  # the executor never ran

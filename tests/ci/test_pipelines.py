@@ -193,4 +193,5 @@ def test_a_model_maintenance_trigger_runs_the_challenger_job_alone(tmp_path: Pat
                    "CDL_MAINTAIN_USECASE=fmnist") == {"maintain"}
     # the same commit pushed: BBC's code changed, so BBC's jobs run and Fashion-MNIST's do not;
     # the project's image holds that code, so it is built again first
-    assert planned(clone) == {"image-cpu", "image-gpu", "bbc-model", "bbc-deploy"}
+    assert planned(clone) == {"image-helm", "image-cpu", "image-gpu", "bbc-model",
+                              "bbc-deploy"}

@@ -16,6 +16,7 @@ from usecases.errors import CDLError, GateFailed
 from usecases.workflow.display import Display
 
 if TYPE_CHECKING:  # the workflow's modules load when a command runs, not for `cdl --help`
+    from usecases.workflow.context import Case
     from usecases.workflow.usecase import DataOptions, UseCase
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -129,6 +130,19 @@ def data_options(usecase: UseCase, data: Path | None, max_bytes: int, min_chars:
 
     return DataOptions(folder=(data or usecase.default_data()).expanduser().resolve(),
                        max_bytes=max_bytes, min_chars=min_chars, vocab=vocab)
+
+
+def use_cases(usecase: str, data: Path | None, max_bytes: int, min_chars: int,
+              vocab: Path | None, **options: Any) -> list[Case]:
+    """The chosen use cases with their data options, their raw data checked to be there."""
+    from usecases.workflow import run
+    from usecases.workflow.context import Case, RunOptions
+
+    cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
+                                   **options))
+             for case in usecases_named(usecase, data)]
+    run.check_sources(cases)
+    return cases
 
 
 def guarded(action: Callable[[], Any]) -> Any:

@@ -1,10 +1,13 @@
 """``cdl smoke``: the use cases as post-deployment smoke tests.
 
-``--local`` runs both use cases end to end on this machine through the workflow every other
-command uses, with each use case's short training config (``smoke.yaml``). ``--stack`` /
-``--outputs`` check that the deployed platform's tools answer; ``--plan`` runs the checks
-charts/cdl-smoke renders for its in-cluster Job. Each prints a table of steps with their times
-and exits nonzero naming the step that failed.
+Both use cases run end to end through the workflow every other command uses
+(``workflow.run.run``), with each use case's short training config (``smoke.yaml``); the
+stores decide where. ``--local``: this machine's stores (embedded PostgreSQL, Determined's
+local mode, MLServer on 127.0.0.1). ``--stack`` / ``--outputs``: the deployed platform's
+(``usecases.cluster.run``: Pachyderm, the Determined master, S3, cdl-model releases, the
+cluster's PostgreSQL), once its tools are checked to answer. ``--plan`` runs only the checks
+charts/cdl-smoke renders for ``helm test``. Each prints a table of steps with their times and
+exits nonzero naming the step that failed.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ from usecases.errors import CDLError, GateFailed
 from usecases.stores.labelstudio import DEFAULT_PORT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+
     from usecases.cluster.checks import Result
-    from usecases.workflow.context import Case
+    from usecases.cluster.outputs import Platform
+    from usecases.workflow.context import Case, Context
     from usecases.workflow.report import SmokeResult
 
 # The stages of a local smoke, in the paper's order (the names the workflow times them by).
@@ -54,9 +61,13 @@ def smoke(
         "--label-studio/--no-label-studio", help="--local: label through Label Studio, as the "
         "platform does.")] = True,
     label_studio_port: StudioPortOpt = DEFAULT_PORT,
+    keep: Annotated[bool, typer.Option("--keep", help="On a platform: leave the releases and "
+                                       "model folders the smoke deployed (removed otherwise)."
+                                       )] = False,
 ) -> None:
-    """Train, register, gate, serve and query both models as a post-deployment smoke test
-    (--local; on a deployed platform, for now, the checks that its tools answer)."""
+    """Train, register, gate, serve and query both models as a post-deployment smoke test:
+    on this machine (--local) or on a deployed platform (--stack, --outputs), where the
+    platform's tools are first checked to answer."""
     chosen = [name for name, given in (("--local", local), ("--stack", stack),
                                        ("--outputs", outputs), ("--plan", plan)) if given]
 
@@ -71,23 +82,55 @@ def smoke(
         elif plan is not None:
             _checks(_read_plan(plan), f"plan {plan}")
         else:
-            _platform(stack, outputs)
+            _platform(stack, outputs, usecase, gate, requests, keep)
 
     guarded(action)
 
 
+def _smoke_cases(usecase: str, gate: float, requests: int, retrain: bool) -> list[Case]:
+    from usecases.cli.common import use_cases
+
+    return use_cases(usecase, None, defaults.MAX_FILE_BYTES, defaults.MIN_CHARS, None, trials=1,
+                  gate=gate, smoke=requests, experiment="smoke.yaml", retrain=retrain)
+
+
 def _local(usecase: str, gate: float, requests: int, label_studio: bool, port: int) -> None:
     from usecases.cli.common import progress_display
-    from usecases.cli.workflow import _cases
     from usecases.state import State
     from usecases.workflow import run
 
     state = State.from_env()
-    cases = _cases(usecase, None, defaults.MAX_FILE_BYTES, defaults.MIN_CHARS, None,
-                   trials=1, gate=gate, smoke=requests, experiment="smoke.yaml")
+    cases = _smoke_cases(usecase, gate, requests, retrain=False)
+    with progress_display() as display:
+        _run(cases, lambda: run.open_run(state, display, "cdl smoke",
+                                         port if label_studio else None),
+             "this machine", f"see {state.logs / 'mlserver.log'}")
+
+
+def _cluster(platform: Platform, where: str, usecase: str, gate: float, requests: int,
+             keep: bool) -> None:
+    from usecases.cli.common import progress_display
+    from usecases.cluster.run import open_cluster_run
+    from usecases.state import State
+
+    state = State.from_env()
+    # A smoke proves that training works: it trains every time (a model kept from an earlier
+    # run would have its artifacts in that run's pod, not here).
+    cases = _smoke_cases(usecase, gate, requests, retrain=True)
+    with progress_display() as display:
+        _run(cases, lambda: open_cluster_run(state, display, platform, "cdl smoke", keep),
+             where, f"see `kubectl -n {platform.models_namespace} get pods` and the release's "
+             "`helm test` log")
+
+
+def _run(cases: list[Case], open_context: Callable[[], ContextManager[Context]], where: str,
+         serving_fix: str) -> None:
+    """The one workflow over the stores ``open_context`` assembles, with a table of its steps
+    and a one-line error naming the step that failed."""
+    from usecases.workflow import run
+
     start = time.perf_counter()
-    with progress_display() as display, run.open_run(
-            state, display, "cdl smoke", port if label_studio else None) as ctx:
+    with open_context() as ctx:
         try:
             result = run.run(ctx, cases)
         except CDLError as exc:
@@ -104,10 +147,10 @@ def _local(usecase: str, gate: float, requests: int, label_studio: bool, port: i
     for name, one in result.usecases.items():
         problem = _served_problem(one.serving.smoke if one.serving else None)
         if problem:
-            raise CDLError(f"smoke failed at {name}: smoke: {problem}",
-                           f"see {state.logs / 'mlserver.log'}")
+            raise CDLError(f"smoke failed at {name}: smoke: {problem}", serving_fix)
     console.print(f"smoke passed: {', '.join(result.usecases)} trained, registered, gated, "
-                  f"served and queried in {time.perf_counter() - start:.0f} s", highlight=False)
+                  f"served and queried on {where} in {time.perf_counter() - start:.0f} s",
+                  highlight=False, soft_wrap=True)
 
 
 def _served_problem(served: SmokeResult | None) -> str | None:
@@ -175,14 +218,14 @@ def _results_table(results: list[Result], seconds: float) -> None:
     console.print(table)
 
 
-def _platform(stack: str | None, outputs: Path | None) -> None:
+def _platform(stack: str | None, outputs: Path | None, usecase: str, gate: float,
+              requests: int, keep: bool) -> None:
+    """The platform's tools answer (in parallel, so unreachable ones fail in one timeout),
+    then both use cases run on it."""
     from usecases.cluster import outputs as stack_outputs
 
     platform = (stack_outputs.from_file(outputs) if outputs is not None
                 else stack_outputs.from_stack(str(stack)))
-    _checks(platform.plan(REACH_TIMEOUT), f"--outputs {outputs}" if outputs else
-            f"stack {stack}")
-    console.print("[yellow]the platform's tools answer; training and serving the use cases on "
-                  "the cluster is not written yet (issue #13): nothing was trained there",
-                  highlight=False, soft_wrap=True)
-    raise typer.Exit(3)
+    where = f"--outputs {outputs}" if outputs else f"stack {stack}"
+    _checks(platform.plan(REACH_TIMEOUT), where)
+    _cluster(platform, f"the platform of {where}", usecase, gate, requests, keep)

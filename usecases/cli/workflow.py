@@ -26,8 +26,8 @@ from usecases.cli.common import (
     data_options,
     guarded,
     progress_display,
+    use_cases,
     usecase_named,
-    usecases_named,
 )
 from usecases.errors import CDLError, GateFailed
 from usecases.state import State, atomic_write
@@ -35,25 +35,12 @@ from usecases.stores.labelstudio import DEFAULT_PORT
 from usecases.workflow.display import Display
 
 if TYPE_CHECKING:
-    from usecases.workflow.context import Case, Context
+    from usecases.workflow.context import Context
 
 
 LabelStudioOpt = Annotated[bool, typer.Option(
     "--label-studio/--no-label-studio", help="Label through Label Studio (started on "
     "127.0.0.1, or CDL_LABEL_STUDIO_URL), or write the dataset's labels directly.")]
-
-
-def _cases(usecase: str, data: Path | None, max_bytes: int, min_chars: int,
-           vocab: Path | None, **options: Any) -> list[Case]:
-    """The chosen use cases with their data options, their raw data checked to be there."""
-    from usecases.workflow import run
-    from usecases.workflow.context import Case, RunOptions
-
-    cases = [Case(case, RunOptions(data_options(case, data, max_bytes, min_chars, vocab),
-                                   **options))
-             for case in usecases_named(usecase, data)]
-    run.check_sources(cases)
-    return cases
 
 
 @app.command()
@@ -93,7 +80,7 @@ def demo(
 
     def action() -> None:
         state = State.from_env()
-        cases = _cases(usecase, data, max_bytes, min_chars, vocab, trials=trials, gate=gate,
+        cases = use_cases(usecase, data, max_bytes, min_chars, vocab, trials=trials, gate=gate,
                        seed=seed, smoke=smoke, retrain=retrain)
         with progress_display() as display, run.open_run(
                 state, display, "cdl demo",
@@ -174,7 +161,7 @@ def ingest(
     from usecases.workflow import run
 
     def action() -> None:
-        cases = _cases(usecase, data, max_bytes, min_chars, vocab, seed=seed)
+        cases = use_cases(usecase, data, max_bytes, min_chars, vocab, seed=seed)
         with progress_display() as display, run.open_run(
                 State.from_env(), display, "cdl ingest",
                 label_studio_port if label_studio else None) as ctx:
@@ -298,7 +285,7 @@ def label(
     from usecases.workflow import run
 
     def action() -> None:
-        cases = _cases(usecase, data, max_bytes, min_chars, None, seed=seed)
+        cases = use_cases(usecase, data, max_bytes, min_chars, None, seed=seed)
         with progress_display(bar=False) as display, run.open_run(
                 State.from_env(), display, "cdl label",
                 label_studio_port) as ctx:

@@ -13,13 +13,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from usecases.cluster.pipelines import RAW_INPUT, validate_pipeline, validate_pipeline_name
+from usecases import defaults
+from usecases.cluster.pipelines import (
+    RAW_INPUT,
+    features_repo,
+    validate_pipeline,
+    validate_pipeline_name,
+)
 from usecases.cluster.worker import DATA
 from usecases.errors import CDLError
 from usecases.state import staged_dir
-from usecases.stores.mldata import Counts, Manifest, sha256_bytes
+from usecases.stores.database import Database
+from usecases.stores.features import LocalFeatureCache
+from usecases.stores.mldata import Counts, Manifest, record_version, sha256_bytes
 from usecases.stores.pachyderm import Pachyderm
-from usecases.workflow.usecase import UseCase
+from usecases.workflow.training import format_features_reference
+from usecases.workflow.usecase import DataOptions, UseCase
+
+# How long the validation job may take (a few thousand small files: a minute, once the
+# worker's image is pulled).
+VALIDATE_TIMEOUT = 900.0
 
 
 class ValidatedFolder:
@@ -36,6 +49,10 @@ class ValidatedFolder:
         self.commit_id = commit
         self.at = f"{validate_pipeline_name(manifest.usecase)}@{commit}"
         self._paths = {e.sha256: e.path for e in manifest.entries if e.status != "quarantined"}
+
+    @property
+    def shas(self) -> set[str]:
+        return set(self._paths)
 
     def get(self, sha: str) -> bytes:
         fix = (f"delete {self.root} and ingest again: the version is downloaded anew "
@@ -75,20 +92,15 @@ class ValidatedFolder:
         return f"pfs:{self.at}/manifest.json"
 
     def put(self, data: bytes) -> str:
-        raise self._written_by_pachyderm("add a file")
+        raise _written_by_pachyderm("add a file")
 
     def drop(self, version: str) -> None:
-        raise self._written_by_pachyderm(f"drop version {version}")
+        raise _written_by_pachyderm(f"drop version {version}")
 
     def _check(self, version: str) -> None:
         if not self.has(version):
             raise CDLError(f"{self.at} holds version {self.manifest.version}, not {version}",
                            "ingest the raw folder of that version")
-
-    def _written_by_pachyderm(self, what: str) -> CDLError:
-        return CDLError(f"cannot {what} in {self.at}: the cluster's ML Data is written by "
-                        "Pachyderm", "put a new raw folder through the cluster's ingest, which "
-                        "commits it and lets the validation pipeline version it")
 
 
 def ingest(pachyderm: Pachyderm, usecase: UseCase, folder: Path, image: str, cache: Path,
@@ -117,3 +129,94 @@ def ingest(pachyderm: Pachyderm, usecase: UseCase, folder: Path, image: str, cac
             pachyderm.download(validate_pipeline_name(usecase.name), commit, DATA,
                                staging / DATA)
     return manifest, ValidatedFolder(root, manifest, commit), commit
+
+
+class PachydermMLData:
+    """ML Data on a cluster (``stores.mldata.ValidatingMLData``): each ingest is a commit of
+    the use case's input repo, validated by the pipeline's worker in ``image``; the validated
+    versions of this run are read from their downloads under ``cache``, and each committed
+    version gets its row (counts, quarantine list) in the cluster's database, which the label
+    tables refer to."""
+
+    def __init__(self, pachyderm: Pachyderm, db: Database, image: str, cache: Path,
+                 timeout: float = VALIDATE_TIMEOUT) -> None:
+        self.pachyderm = pachyderm
+        self.db = db
+        self.image = image
+        self.cache = cache
+        self.timeout = timeout
+        self.folders: dict[str, ValidatedFolder] = {}  # by version id
+
+    def ingest(self, usecase: UseCase, options: DataOptions, seed: int) -> Manifest:
+        # The pipeline's worker runs with the default rules (its spec is fixed per use case).
+        given = (options.max_bytes, options.min_chars, seed)
+        if given != (defaults.MAX_FILE_BYTES, defaults.MIN_CHARS, defaults.SEED):
+            raise CDLError("the cluster's validation pipeline applies the default rules "
+                           f"(--max-bytes {defaults.MAX_FILE_BYTES}, --min-chars "
+                           f"{defaults.MIN_CHARS}, seed {defaults.SEED})",
+                           "leave those options at their defaults for a cluster run")
+        manifest, folder, _ = ingest(self.pachyderm, usecase, options.folder, self.image,
+                                     self.cache, self.timeout)
+        self.folders[manifest.version] = folder
+        return manifest
+
+    def get(self, sha: str) -> bytes:
+        for folder in self.folders.values():
+            if sha in folder.shas:
+                return folder.get(sha)
+        raise CDLError(f"no validated file of this run has sha256 {sha[:12]}",
+                       "ingest the version it belongs to first")
+
+    def put(self, data: bytes) -> str:
+        raise _written_by_pachyderm("add a file")
+
+    def has(self, version: str) -> bool:
+        return version in self.folders
+
+    def load(self, version: str) -> Manifest:
+        return self._folder(version).manifest
+
+    def commit(self, manifest: Manifest) -> str:
+        where = self._folder(manifest.version).commit(manifest)
+        record_version(self.db, manifest, where)
+        return where
+
+    def version_dir(self, version: str) -> Path:
+        return self._folder(version).root
+
+    def versions(self) -> dict[str, Counts | None]:
+        return {v: f.manifest.counts for v, f in self.folders.items()}
+
+    def drop(self, version: str) -> None:
+        raise _written_by_pachyderm(f"drop version {version}")
+
+    def _folder(self, version: str) -> ValidatedFolder:
+        if version not in self.folders:
+            raise CDLError(f"dataset version {version} was not ingested by this run",
+                           "ingest its raw folder through the cluster's ingest")
+        return self.folders[version]
+
+
+class PachydermFeatures(LocalFeatureCache):
+    """The Transformation Registry on a cluster: a features folder is built here (under
+    ``root``, as locally) and committed under its name to the use case's features repo the
+    first time a trial needs it; the trial reads ``pfs://<repo>@<commit>/<name>``."""
+
+    def __init__(self, pachyderm: Pachyderm, root: Path) -> None:
+        super().__init__(root)
+        self.pachyderm = pachyderm
+        self.commits: dict[str, str] = {}  # by folder name
+
+    def reference(self, folder: Path) -> str:
+        usecase = folder.name.split("-", 1)[0]
+        if folder.name not in self.commits:
+            self.commits[folder.name] = self.pachyderm.put_features(usecase, folder.name,
+                                                                    folder)
+        return format_features_reference(features_repo(usecase), self.commits[folder.name],
+                                         folder.name)
+
+
+def _written_by_pachyderm(what: str) -> CDLError:
+    return CDLError(f"cannot {what} in the cluster's ML Data: it is written by Pachyderm",
+                    "put a new raw folder through the cluster's ingest, which commits it and "
+                    "lets the validation pipeline version it")

@@ -1,10 +1,18 @@
 """The platform as `pulumi up` left it: the stack's outputs, read from the Pulumi CLI
 (``pulumi stack output --json --show-secrets``) or from a file of the same shape, for a machine
-without the CLI. The keys are the ones ``stacks/__main__.py`` exports."""
+without the CLI. The keys are the ones ``stacks/__main__.py`` exports; charts/cdl-smoke renders
+the same shape with in-cluster addresses for its Job, without credentials.
+
+Each credential is read from the environment first, then from the outputs' ``credentials``
+(the Job gets them as environment variables from Secrets). Two addresses can be replaced from
+the environment, for a run from outside the cluster through port-forwards: pachd's gRPC
+(``CDL_PACHD_ADDRESS``) and the use cases' database (``CDL_DATABASE_URL``, a libpq URL or
+conninfo, its password included)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -26,6 +34,20 @@ class Platform:
     s3_endpoint: str
     images: dict[str, str]  # cpu, gpu: CDL's image as the cluster pulls it
     credentials: dict[str, Any]
+    pachd: str | None = None  # grpc://HOST:PORT (in-cluster)
+    database: dict[str, Any] | None = None  # host, port, dbname, user of the use cases' tables
+    serving: str = "seldon"  # or kserve: what a cdl-model release creates
+    models_namespace: str = "cdl-models"
+    kubeconfig: str | None = None  # the stack's; None in the cluster (the Job's account)
+
+    def secret(self, env: str, *path: str) -> str | None:
+        """A credential: ``env`` when set, else ``credentials[path[0]][path[1]]...``."""
+        if os.environ.get(env):
+            return os.environ[env]
+        found: Any = self.credentials
+        for key in path:
+            found = found.get(key) if isinstance(found, dict) else None
+        return str(found) if found else None
 
     def plan(self, timeout: float) -> dict[str, Any]:
         """The checks that every tool the smoke drives answers, through the ingress. A
@@ -50,14 +72,20 @@ def parse(outputs: dict[str, Any], where: str) -> Platform:
         raise CDLError(f"{where} has no platform outputs (no 'urls', 'determinedMaster'): "
                        "the tool stack was not deployed",
                        "set cdl:domain and run `pulumi up`, then pass that stack")
-    missing = [key for key in ("s3Endpoint", "images", "credentials") if key not in outputs]
+    missing = [key for key in ("s3Endpoint", "images") if key not in outputs]
     if missing:
         raise CDLError(f"{where} lacks the output(s) {', '.join(missing)}",
                        "run `pulumi up` with this version of the program, then save its "
                        f"outputs again ({_SAVE})")
+    kubeconfig = outputs.get("kubeconfig")
     return Platform(dict(outputs["urls"]), str(outputs["determinedMaster"]).rstrip("/"),
                     str(outputs["s3Endpoint"]), dict(outputs["images"]),
-                    dict(outputs["credentials"]))
+                    dict(outputs.get("credentials") or {}),
+                    pachd=outputs.get("pachd"), database=outputs.get("database"),
+                    serving=str(outputs.get("serving", "seldon")),
+                    models_namespace=str(outputs.get("modelsNamespace", "cdl-models")),
+                    kubeconfig=kubeconfig if isinstance(kubeconfig, str) else
+                    (json.dumps(kubeconfig) if kubeconfig else None))
 
 
 def from_file(path: Path) -> Platform:

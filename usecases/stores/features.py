@@ -25,6 +25,10 @@ class FeatureCache(Protocol):
     def build(self, name: str, write: Callable[[Path], None]) -> Path:
         """Run ``write(folder)`` into a fresh folder and publish it as ``name`` in one step."""
 
+    def reference(self, folder: Path) -> str:
+        """Where a trial reads the features of ``folder`` (a folder ``get`` or ``build``
+        returned): the folder itself here; ``pfs://<repo>@<commit>/<name>`` on a cluster."""
+
 
 class LocalFeatureCache:
     def __init__(self, root: Path) -> None:
@@ -40,3 +44,6 @@ class LocalFeatureCache:
             write(staging)
             (staging / DONE).touch()
         return folder
+
+    def reference(self, folder: Path) -> str:
+        return str(folder)

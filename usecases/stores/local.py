@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from usecases.state import State
 from usecases.stores.database import Database, open_database
@@ -18,6 +19,10 @@ from usecases.stores.labels import Labels, LocalLabels
 from usecases.stores.mldata import LocalMLData, MLData
 from usecases.stores.registry import LocalModelRegistry, ModelRegistry
 from usecases.stores.scoring import PostgresScoringStore, ScoringStore
+
+if TYPE_CHECKING:
+    from usecases.workflow.model import Training
+    from usecases.workflow.run import ServingOpener
 
 
 @dataclass
@@ -30,6 +35,11 @@ class Stores:
     models: ModelRegistry
     scoring: ScoringStore
     feedback: Feedback
+    # Where experiments run and approved models are served. None: on this machine
+    # (Determined's local training mode with ASHA here; MLServer on 127.0.0.1). A cluster
+    # sets both: the Determined master, and a cdl-model release per version.
+    training: Training | None = None
+    serving: ServingOpener | None = None
 
 
 def local_stores(state: State, db: Database) -> Stores:

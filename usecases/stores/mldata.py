@@ -16,13 +16,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from psycopg.types.json import Jsonb
 
 from usecases.errors import CDLError
 from usecases.state import atomic_write
 from usecases.stores.database import Database
+
+if TYPE_CHECKING:
+    from usecases.workflow.usecase import DataOptions, UseCase
 
 Status = Literal["valid", "quarantined", "metadata"]
 _FIX_CORRUPT = ("run `cdl db check --repair` (it drops the damaged version), then `cdl demo` "
@@ -175,6 +178,40 @@ class MLData(Protocol):
         """Forget a version whose manifest is lost or damaged (repair), keeping its objects."""
 
 
+def record_version(db: Database, manifest: Manifest, where: str) -> None:
+    """A committed version's row (with its counts; updated when committed again) and its
+    quarantine list, in the database the label tables refer to; ``where`` is where its
+    manifest lives (a file here, a Pachyderm commit on a cluster)."""
+    if manifest.counts is None:
+        raise ValueError("a manifest is committed with its item counts")
+    with db.connect() as conn:
+        conn.execute(
+            "INSERT INTO dataset_versions (id, usecase, source, counts, manifest_path)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET counts = EXCLUDED.counts",
+            (manifest.version, manifest.usecase, manifest.source,
+             Jsonb(manifest.counts.as_dict()), where),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO quarantine (dataset_version, path, sha256, reason)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(manifest.version, e.path, e.sha256, e.reason)
+                 for e in manifest.quarantined],
+            )
+
+
+@runtime_checkable
+class ValidatingMLData(MLData, Protocol):
+    """ML Data whose own pipeline collects, validates and versions a raw folder (Pachyderm's
+    on a cluster) instead of taking the files one by one from the workflow, as the local
+    store does."""
+
+    def ingest(self, usecase: UseCase, options: DataOptions, seed: int) -> Manifest:
+        """The version of ``options.folder``, validated and split (``seed``) by the store's
+        pipeline, its files readable here; not yet committed (no counts)."""
+
+
 class LocalMLData:
     def __init__(self, root: Path, db: Database) -> None:
         self.root = root
@@ -228,21 +265,7 @@ class LocalMLData:
         path = self.manifest_path(manifest.version)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, manifest.to_json())
-        with self.db.connect() as conn:
-            conn.execute(
-                "INSERT INTO dataset_versions (id, usecase, source, counts, manifest_path)"
-                " VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET counts = EXCLUDED.counts",
-                (manifest.version, manifest.usecase, manifest.source,
-                 Jsonb(manifest.counts.as_dict()), str(path)),
-            )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO quarantine (dataset_version, path, sha256, reason)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(manifest.version, e.path, e.sha256, e.reason)
-                     for e in manifest.quarantined],
-                )
+        record_version(self.db, manifest, str(path))
         return str(path)
 
     def version_dir(self, version: str) -> Path:

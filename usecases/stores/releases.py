@@ -1,5 +1,9 @@
 """Served model versions on the cluster: one ``charts/cdl-model`` Helm release per approved
-version in the models' namespace (#13), through the helm v3 CLI and the stack's kubeconfig.
+version in the models' namespace (#13), through the helm v3 CLI and the stack's kubeconfig, or,
+inside the cluster (the smoke Job in CDL's image), the Pod's own service account.
+
+The chart is ``CDL_MODEL_CHART`` where that is set (CDL's image sets it to the copy it carries:
+an installed package has no ``charts/``), else the checkout's ``charts/cdl-model``.
 
 ``helm upgrade --install --wait`` waits only for the Pods, Services, Deployments (and the like)
 that the release itself creates. This chart creates one custom resource (a SeldonDeployment or an
@@ -23,7 +27,8 @@ from typing import Any, Literal
 from usecases.errors import CDLError
 
 NAMESPACE = "cdl-models"
-CHART = Path(__file__).resolve().parents[2] / "charts" / "cdl-model"
+CHART_VARIABLE = "CDL_MODEL_CHART"
+CHECKOUT_CHART = Path(__file__).resolve().parents[2] / "charts" / "cdl-model"
 Serving = Literal["seldon", "kserve"]
 Driver = Literal["secret", "configmap"]
 KINDS: dict[str, str] = {"seldon": "seldondeployment", "kserve": "inferenceservice"}
@@ -54,6 +59,26 @@ def image_values(ref: str) -> dict[str, str]:
     return {"repository": repository, "tag": tag}
 
 
+def model_chart() -> Path:
+    """The cdl-model chart's folder: ``CDL_MODEL_CHART`` when set, else the checkout's."""
+    setting = os.environ.get(CHART_VARIABLE)
+    if setting:
+        chart = Path(setting)
+        if not (chart / "Chart.yaml").is_file():
+            raise CDLError(f"{CHART_VARIABLE} is {setting}, where there is no Helm chart "
+                           "(no Chart.yaml)",
+                           f"point {CHART_VARIABLE} at a copy of CDL's charts/cdl-model (CDL's "
+                           "image has one at /opt/cdl/share/charts/cdl-model), or unset it to "
+                           "use the checkout's")
+        return chart
+    if not (CHECKOUT_CHART / "Chart.yaml").is_file():
+        raise CDLError(f"no cdl-model chart: {CHART_VARIABLE} is not set and {CHECKOUT_CHART} "
+                       "is not there (an installed package carries no charts)",
+                       f"run from a checkout of CDL, or set {CHART_VARIABLE} to a copy of its "
+                       "charts/cdl-model (CDL's image sets it)")
+    return CHECKOUT_CHART
+
+
 def _seconds(timeout: float) -> str:
     return f"{max(int(timeout), 1)}s"
 
@@ -64,15 +89,18 @@ def _last_line(text: str) -> str:
 
 
 class Releases:
-    """The cdl-model releases in ``namespace`` of the cluster that ``kubeconfig`` reaches.
+    """The cdl-model releases in ``namespace`` of the cluster that ``kubeconfig`` reaches; with
+    none, the cluster helm finds itself (``KUBECONFIG``, ``~/.kube/config``, and in a Pod its
+    service account).
 
-    ``helm`` is the binary (a path, or a name looked up on PATH); ``driver`` is where Helm keeps
-    its release records (``HELM_DRIVER``; ``configmap`` spares the deployer read access to the
-    namespace's Secrets); ``poll`` is the pause between readiness tests, in seconds."""
+    ``helm`` is the binary (a path, or a name looked up on PATH); ``chart`` the chart's folder
+    (by default ``model_chart()``, found when a release is installed); ``driver`` is where Helm
+    keeps its release records (``HELM_DRIVER``; ``configmap`` spares the deployer read access to
+    the namespace's Secrets); ``poll`` is the pause between readiness tests, in seconds."""
 
-    def __init__(self, kubeconfig: Path, helm: str = "helm", chart: Path = CHART,
-                 namespace: str = NAMESPACE, driver: Driver = "secret",
-                 poll: float = 10.0) -> None:
+    def __init__(self, kubeconfig: Path | None = None, helm: str = "helm",
+                 chart: Path | None = None, namespace: str = NAMESPACE,
+                 driver: Driver = "secret", poll: float = 10.0) -> None:
         self.kubeconfig = kubeconfig
         self.helm = helm
         self.chart = chart
@@ -112,12 +140,13 @@ class Releases:
         seconds in all, until its model answers; returns the release's name."""
         release = release_name(name, version)
         values = self.values(name, version, uri, serving, image, gpu)
+        chart = self.chart or model_chart()
         fix = self._fix(release, serving)
         deadline = time.monotonic() + timeout
         with tempfile.TemporaryDirectory(prefix="cdl-release-") as folder:
             path = Path(folder) / "values.json"  # JSON is YAML; nothing in it is secret
             path.write_text(json.dumps(values, indent=1))
-            done = self._run(release, timeout, "upgrade", "--install", release, str(self.chart),
+            done = self._run(release, timeout, "upgrade", "--install", release, str(chart),
                              "--values", str(path), "--wait", "--timeout", _seconds(timeout))
         if done.returncode:
             raise CDLError(f"helm could not install release {release} in namespace "
@@ -155,11 +184,13 @@ class Releases:
                            f"in namespace {self.namespace} was not touched",
                            "install helm v3 (scripts/helm.sh puts one in .venv/bin) or pass "
                            "its path")
-        # the stack's kubeconfig decides the cluster: no context chosen for another one
-        env = {k: v for k, v in os.environ.items() if k != "HELM_KUBECONTEXT"}
+        env = dict(os.environ)
         env["HELM_DRIVER"] = self.driver
-        command = [helm, *args, "--namespace", self.namespace,
-                   "--kubeconfig", str(self.kubeconfig)]
+        command = [helm, *args, "--namespace", self.namespace]
+        if self.kubeconfig is not None:
+            # the stack's kubeconfig decides the cluster: no context chosen for another one
+            env.pop("HELM_KUBECONTEXT", None)
+            command += ["--kubeconfig", str(self.kubeconfig)]
         try:
             # helm enforces its own --timeout; the margin covers its start and its last calls
             return subprocess.run(command, capture_output=True, text=True, env=env,

@@ -15,7 +15,14 @@ from typing import Any
 from usecases import defaults
 from usecases.errors import CDLError
 from usecases.stores.labels import ExportSummary
-from usecases.stores.mldata import Counts, Entry, Manifest, MLData, version_id
+from usecases.stores.mldata import (
+    Counts,
+    Entry,
+    Manifest,
+    MLData,
+    ValidatingMLData,
+    version_id,
+)
 from usecases.workflow.context import Case, Context
 from usecases.workflow.usecase import Candidate, Item, UseCase
 
@@ -159,10 +166,15 @@ def ingest(ctx: Context, case: Case) -> DatasetVersion:
     """Collect, validate, quarantine and version the raw data of a use case."""
     usecase, options = case.usecase, case.options.data
     check_source(options.folder)
+    store = ctx.stores.mldata
     with ctx.stage(case, "ingest", f"{usecase.name}: ingesting {options.folder}"):
-        candidates, rules = usecase.scan(options)
-        split = SplitRules(seed=case.options.seed) if usecase.needs_split() else None
-        dataset = version(ctx.stores.mldata, usecase, options.folder, candidates, rules, split)
+        if isinstance(store, ValidatingMLData):  # a cluster: Pachyderm's pipeline validates
+            dataset = commit_version(store, usecase,
+                                     store.ingest(usecase, options, case.options.seed), False)
+        else:
+            candidates, rules = usecase.scan(options)
+            split = SplitRules(seed=case.options.seed) if usecase.needs_split() else None
+            dataset = version(store, usecase, options.folder, candidates, rules, split)
     counts = dataset.counts
     ctx.display.note(
         f"dataset {dataset.id} ({'reused' if dataset.reused else 'new'}): "

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -212,19 +212,49 @@ def evaluate(usecase: UseCase, registry: ModelRegistry, version: int | None, fea
                                       confusion), accuracy
 
 
+class Training(Protocol):
+    """Where an experiment runs: on this machine (:class:`LocalTraining`), or on a Determined
+    master (``usecases.cluster.training``). Either returns the search with its best trial's
+    checkpoint on this machine, for the register step to export."""
+
+    def run(self, ctx: Context, case: Case, config: dict[str, Any],
+            features: str) -> SearchResult:
+        """Train ``config`` (its ``data.features`` the local folder) as one stage of ``case``;
+        ``features`` is where the trials read the features from (the Transformation
+        Registry's reference)."""
+
+
+class LocalTraining:
+    """Determined's local training mode: one training, or ASHA over the search space of the
+    same YAML when its searcher is not ``single``."""
+
+    def run(self, ctx: Context, case: Case, config: dict[str, Any],
+            features: str) -> SearchResult:
+        usecase, options, name = case.usecase, case.options, case.name
+
+        def train(config: dict[str, Any], hparams: dict[str, Any], epochs: int,
+                  on_validation: OnValidation | None) -> tuple[History, Path | None]:
+            return usecase.train(config, hparams, epochs, ctx.state.checkpoints, on_validation)
+
+        if config["searcher"]["name"] != "single":
+            epochs = int(config["searcher"]["max_time"])
+            with ctx.stage(case, "search",
+                           f"{name}: ASHA search over {options.trials} trials"):
+                return search(train, config, options.trials, options.seed,
+                              ctx.display.trials(options.trials, epochs))
+        epochs = training_epochs(config, config["hyperparameters"])
+        with ctx.stage(case, "train", f"{name}: training (single run)"):
+            return single(train, config, ctx.display.trials(1, epochs))
+
+
 def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Trained:
-    """Search (ASHA) or train once, register the best checkpoint, evaluate it, apply the gate."""
+    """Search (ASHA) or train once, register the best checkpoint, evaluate it, apply the gate.
+    Where the training runs is the stores' choice (``Stores.training``)."""
     usecase, options, stores = case.usecase, case.options, ctx.stores
-
-    def train(config: dict[str, Any], hparams: dict[str, Any], epochs: int,
-              on_validation: OnValidation | None) -> tuple[History, Path | None]:
-        return usecase.train(config, hparams, epochs, ctx.state.checkpoints, on_validation)
-
     name = usecase.name
+    # a search is what the experiment's searcher says (cdl smoke's smoke.yaml trains once)
     config = load_experiment(usecase.model_dir / (options.experiment or (
         "adaptive.yaml" if options.trials > 1 else "const.yaml")))
-    # a search is what the experiment's searcher says (cdl smoke's smoke.yaml trains once)
-    searching = config["searcher"]["name"] != "single"
     config["data"] = {**config.get("data", {}), "features": str(prepared.features)}
     code = code_version(usecase.model_dir)
     key = training_key(prepared, config, options.trials, options.seed, code)
@@ -235,16 +265,8 @@ def train_register_evaluate(ctx: Context, case: Case, prepared: Prepared) -> Tra
             result, best = earlier_search(ctx, config, reused)
         registered = reused
     else:
-        if searching:
-            epochs = int(config["searcher"]["max_time"])
-            with ctx.stage(case, "search",
-                           f"{name}: ASHA search over {options.trials} trials"):
-                result = search(train, config, options.trials, options.seed,
-                                ctx.display.trials(options.trials, epochs))
-        else:
-            epochs = training_epochs(config, config["hyperparameters"])
-            with ctx.stage(case, "train", f"{name}: training (single run)"):
-                result = single(train, config, ctx.display.trials(1, epochs))
+        training = stores.training or LocalTraining()
+        result = training.run(ctx, case, config, stores.features.reference(prepared.features))
         best, checkpoint = result.best()
         with ctx.stage(case, "register", f"{name}: registering the best checkpoint"):
             discard_checkpoints(result, keep=best)

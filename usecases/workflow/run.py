@@ -11,9 +11,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from usecases.errors import CDLError
 from usecases.state import State
@@ -172,10 +173,28 @@ class Deployed:
     loaded: Future[None]  # MLServer loading the packaged folder
 
 
-class Serving:
-    """MLServer over the served model repository, started when the run starts with no model
-    loaded, so that its start overlaps the pipelines; each model folder is loaded in the
-    background as soon as it is packaged."""
+class Serving(Protocol):
+    """Where the approved models of a run are served: each packaged folder loaded in the
+    background as soon as it is packaged, so that serving overlaps the pipelines."""
+
+    title: str  # what the serve stage shows
+
+    def load(self, name: str) -> Future[None]:
+        """Serve the packaged folder of model ``name`` (``deploy.served_models``)."""
+
+    def url(self, name: str) -> str:
+        """The base URL under which ``/v2/models/<name>`` answers, once loaded."""
+
+
+# Serving for one run, opened within the run's stack (closed when the run ends)
+ServingOpener = Callable[[Context, contextlib.ExitStack], Serving]
+
+
+class LocalServing:
+    """MLServer on 127.0.0.1 over the served model repository, started when the run starts
+    with no model loaded; each model folder is loaded as soon as it is packaged."""
+
+    title = "MLServer on 127.0.0.1 (started in the background): models loaded"
 
     def __init__(self, ctx: Context, stack: contextlib.ExitStack) -> None:
         # entered first, left last: the server stops before its loads are waited for
@@ -188,6 +207,9 @@ class Serving:
     def load(self, name: str) -> Future[None]:
         return self.loads.submit(self.server.load, name)
 
+    def url(self, name: str) -> str:
+        return self.server.url
+
 
 def run(ctx: Context, cases: list[Case]) -> RunReport:
     """Each use case's data and model pipelines, packaging when its gate passed, then one
@@ -199,10 +221,11 @@ def run(ctx: Context, cases: list[Case]) -> RunReport:
     MLServer starts at the beginning too, and loads each model once it is packaged."""
     check_sources(cases)
     with contextlib.ExitStack() as stack:
-        serving = Serving(ctx, stack) if any(case.options.smoke for case in cases) else None
+        serving = ((ctx.stores.serving or LocalServing)(ctx, stack)
+                   if any(case.options.smoke for case in cases) else None)
         reports, deployed = pipelines(ctx, cases, serving)
         if serving is not None and deployed:
-            smoke_all(ctx, serving.server, deployed)
+            smoke_all(ctx, serving, deployed)
     background = finish_background(ctx)
     return RunReport({case.name: reports[case.name] for case in cases}, str(ctx.state.home),
                      background, dict(ctx.timings))
@@ -229,7 +252,8 @@ def pipelines(ctx: Context, cases: list[Case], serving: Serving | None
     for position, number in enumerate(order):
         case, dataset = cases[number], datasets[number]
         start = time.perf_counter()
-        if position == 0:  # the first use case's timings include starting the database
+        if position == 0 and "database" in ctx.timings:
+            # the first use case's timings include starting the database
             case.timings["database"] = ctx.timings["database"]
         prepared = prepare(ctx, case, dataset)
         if position == last_waiting:
@@ -246,20 +270,20 @@ def pipelines(ctx: Context, cases: list[Case], serving: Serving | None
     return reports, deployed
 
 
-def smoke_all(ctx: Context, server: deploy.Server, deployed: list[Deployed]) -> None:
-    """Once MLServer has loaded every packaged model (its wait is the "serve" stage), a
-    smoke per model."""
-    with ctx.stage(None, "serve", "MLServer on 127.0.0.1 (started in the background): "
-                                  "models loaded"):
+def smoke_all(ctx: Context, serving: Serving, deployed: list[Deployed]) -> None:
+    """Once every packaged model is served (the wait is the "serve" stage), a smoke per
+    model."""
+    with ctx.stage(None, "serve", serving.title):
         for one in deployed:
             one.loaded.result()
     for one in deployed:
         name = one.case.usecase.model_name
+        url = serving.url(name)
         with ctx.stage(one.case, "smoke",
                        f"{one.case.name}: smoke, {len(one.plan.payloads)} requests"):
-            result = deploy.smoke(server.url, name, one.plan.payloads, one.plan.truth,
+            result = deploy.smoke(url, name, one.plan.payloads, one.plan.truth,
                                   one.plan.offline, ctx.stores.scoring)
-        one.report.serving = ServingReport(f"{server.url}/v2/models/{name}",
+        one.report.serving = ServingReport(f"{url}/v2/models/{name}",
                                            one.report.model.version, result)
         one.case.timings["serve"] = ctx.timings["serve"]
 

@@ -98,6 +98,13 @@ containers:
       # the root filesystem is read-only: MLServer's metrics files and any home go to /tmp
       - {name: MLSERVER_METRICS_DIR, value: /tmp/.metrics}
       - {name: HOME, value: /tmp}
+      {{- with $.Values.scoring.secretName }}
+      # Scoring Data: the runtime records each request in the use cases' database; without
+      # the Secret the model serves all the same, recording nothing
+      - name: CDL_SCORING_DSN
+        valueFrom:
+          secretKeyRef: {name: {{ . }}, key: dsn, optional: true}
+      {{- end }}
     ports:
       - {name: http, containerPort: {{ .http }}, protocol: TCP}
     readinessProbe:

@@ -104,7 +104,8 @@ def deploy() -> Deploy:
             return pulumi.Output.all(
                 urls=platform.urls, credentials=platform.credentials,
                 determined_master=platform.determined_master, s3_endpoint=platform.s3_endpoint,
-                images=platform.images,
+                images=platform.images, pachd=platform.pachd, database=platform.database,
+                serving=platform.serving, models_namespace=platform.models_namespace,
                 credentials_secret=pulumi.Output.from_input(platform.credentials.is_secret()),
             ).apply(result.outputs.update)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from policies.rules import CHART_HELD_CREDENTIALS
 from stacks.platform import pins
@@ -227,6 +228,15 @@ def test_the_serving_switch_changes_what_is_deployed(deploy: Deploy, serving: st
     storage = plain(run.secret(Namespace.MODELS, "cdl-model-storage")["stringData"])
     assert set(storage) == {"accessKey", "secretKey", "endpoint"}
     assert f"http://{storage['endpoint']}" == run.outputs["s3_endpoint"]
+    # and records Scoring Data in the use cases' database, as the role that owns it
+    (cluster,) = run.custom("Cluster")
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    dsn = conninfo_to_dict(plain(run.secret(Namespace.MODELS, "cdl-scoring")["stringData"])[
+        "dsn"])
+    assert dsn["dbname"] == initdb["database"] and dsn["user"] == initdb["owner"]
+    assert dsn["host"] == run.values("label-studio")["global"]["pgConfig"]["host"]
+    assert dsn["password"] == plain(run.secret(Namespace.DATABASE, f"cdl-pg-{dsn['user']}")[
+        "stringData"])["password"]
     expected_rest = {"cert-manager", "cloudnative-pg", "minio", "pachyderm", "label-studio",
                      "determined"}
     assert expected_rest <= releases
@@ -341,11 +351,15 @@ def test_the_smoke_runs_last_against_the_platforms_own_endpoints(deploy: Deploy,
     assert checks["determined-master"] == ("http://determined-master-service-determined."
                                            f"{Namespace.TRAINING}.svc.cluster.local:8080/info")
     assert ("minio" in checks) == (object_store == "minio")
-    # `cdl smoke --plan` in CDL's pinned image, from the stack's registry
+    # `cdl smoke --plan`, then `cdl smoke --outputs`, in CDL's pinned image from the stack's
+    # registry
     (job,) = [o for o in objects if o["kind"] == "Job"]
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == pins.cdl_image(pins.DEFAULT_IMAGE_REGISTRY, "cpu").ref
-    assert container["command"][:3] == ["cdl", "smoke", "--plan"]
+    pod = job["spec"]["template"]["spec"]
+    (plan, data), (smoke,) = pod["initContainers"], pod["containers"]
+    for container in (plan, data, smoke):
+        assert container["image"] == pins.cdl_image(pins.DEFAULT_IMAGE_REGISTRY, "cpu").ref
+    assert plan["command"][:3] == ["cdl", "smoke", "--plan"]
+    assert smoke["command"][:3] == ["cdl", "smoke", "--outputs"]
 
 
 def test_the_cluster_steps_image_comes_from_the_pins_and_the_stacks_registry(

@@ -36,20 +36,24 @@ OTHER_COMMIT = "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a"
 PER_CLASS = 6
 
 
+def run_worker(usecase: str, commit: str, files: dict[str, bytes],
+               workdir: Path) -> dict[str, bytes]:
+    """What Pachyderm's job does with a finished raw commit, in-process: ``files`` laid out as
+    ``/pfs/raw``, OUR worker run on it with ``raw_COMMIT`` set; what it wrote to ``/pfs/out``."""
+    pfs = Path(tempfile.mkdtemp(dir=workdir, prefix="pfs-"))
+    for path, data in files.items():
+        (pfs / "raw" / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (pfs / "raw" / path.lstrip("/")).write_bytes(data)
+    with mock.patch.dict(os.environ, {"raw_COMMIT": commit}):
+        worker.validate(usecase, pfs / "raw", pfs / "out")
+    return {f"/{p.relative_to(pfs / 'out').as_posix()}": p.read_bytes()
+            for p in (pfs / "out").rglob("*") if p.is_file()}
+
+
 @pytest.fixture
 def pachd(tmp_path: Path) -> Iterator[PachdStandIn]:
-    def run_worker(commit: str, files: dict[str, bytes]) -> dict[str, bytes]:
-        pfs = Path(tempfile.mkdtemp(dir=tmp_path, prefix="pfs-"))
-        for path, data in files.items():
-            (pfs / "raw" / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            (pfs / "raw" / path.lstrip("/")).write_bytes(data)
-        with mock.patch.dict(os.environ, {"raw_COMMIT": commit}):
-            worker.validate("bbc", pfs / "raw", pfs / "out")
-        return {f"/{p.relative_to(pfs / 'out').as_posix()}": p.read_bytes()
-                for p in (pfs / "out").rglob("*") if p.is_file()}
-
     stand_in = PachdStandIn()
-    stand_in.pipeline = run_worker
+    stand_in.pipeline = lambda commit, files: run_worker("bbc", commit, files, tmp_path)
     stand_in.server.start()
     yield stand_in
     stand_in.server.stop(grace=None)

@@ -1,8 +1,8 @@
 """The container image the cluster steps run in (scripts/images.sh), built here with Podman and
 exercised for real, as a user that is not root: MLServer inside it serves packaged model folders
 as the in-process runtime answers; the Pachyderm validation worker's command over a /pfs tree;
-the BBC trial under Determined's local mode; the smoke Job's command; and a scan of every file
-for secrets."""
+the BBC trial under Determined's local mode; the smoke Job's command; helm and the model chart
+the smoke installs releases with; and a scan of every file for secrets."""
 
 from __future__ import annotations
 
@@ -172,6 +172,67 @@ def test_the_smoke_jobs_command_in_the_image(image: str, tmp_path: Path) -> None
     errors = [line for line in ran.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "determined-master" in errors[0] and "unreachable" in errors[0]
     assert "Traceback" not in ran.stderr
+
+
+# The smoke's second use case reads Fashion-MNIST where the image has it (Debian's package);
+# the BBC articles come from the Job's `cdl data fetch bbc`.
+FMNIST_DATA = """
+from usecases import defaults
+from usecases.fmnist.usecase import USECASE
+from usecases.workflow.usecase import DataOptions
+found, _ = USECASE.scan(DataOptions(USECASE.default_data(), defaults.MAX_FILE_BYTES,
+                                    defaults.MIN_CHARS))
+print(USECASE.default_data(), sum(c.status == "valid" for c in found))
+"""
+
+
+def test_the_smoke_finds_fashion_mnist_in_the_image(image: str) -> None:
+    ran = podman("run", "--rm", "--network=none", "--read-only", image, "python", "-c",
+                 FMNIST_DATA)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    folder, valid = ran.stdout.split()
+    assert folder == "/usr/share/datasets/fashion-mnist" and int(valid) == 4  # IDX files
+
+
+# What the smoke does with a model version, outside any checkout: the adapter finds the chart
+# from the image's environment and runs helm with no kubeconfig (in a Pod: its service account).
+# Here no API server answers, so helm's own failure comes back as a CDLError.
+RELEASES = """
+from usecases.errors import CDLError
+from usecases.stores.releases import Releases, model_chart
+print(model_chart())
+try:
+    Releases().deploy("bbc", 1, "s3://cdl-models/bbc/1", "seldon", sys.argv[1], timeout=5)
+except CDLError as failed:
+    print(failed)
+"""
+
+
+def test_helm_in_the_image_renders_the_model_chart_the_releases_adapter_finds(
+        image: str) -> None:
+    """As the smoke Job runs: uid 10001, a read-only root, a tmpfs /tmp as HOME."""
+    job = ["run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp", "-e", "HOME=/tmp",
+           image]
+    rendered = podman(*job, "sh", "-c", 'id -u && helm template m "$CDL_MODEL_CHART" '
+                      "--set model.name=bbc --set model.version=1 "
+                      "--set model.uri=s3://cdl-models/bbc/1")
+    assert rendered.returncode == 0, rendered.stderr
+    uid, _, manifests = rendered.stdout.partition("\n")
+    assert uid == "10001"
+    by_kind = {obj["kind"]: obj for obj in yaml.safe_load_all(manifests) if obj}
+    assert set(by_kind) == {"SeldonDeployment", "Pod"}  # the model, and its helm test
+    model = by_kind["SeldonDeployment"]
+    assert model["metadata"]["labels"]["cdl.io/model-version"] == "1"
+    (fetch,) = model["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["initContainers"]
+    assert fetch["args"][-2:] == ["store/cdl-models/bbc/1/", "/mnt/models/bbc/"]
+
+    ref = f"localhost:32000/cdl:{VERSION}-cpu"
+    adapter = podman(*job, "python", "-c", "import sys\n" + RELEASES, ref, timeout=60)
+    assert adapter.returncode == 0, adapter.stderr
+    chart, _, failure = adapter.stdout.partition("\n")
+    assert chart == "/opt/cdl/share/charts/cdl-model"
+    assert 'helm could not install release bbc-v1 in namespace cdl-models: "Error: Kubernetes ' \
+        "cluster unreachable" in failure, adapter.stdout
 
 
 def test_no_file_in_the_image_holds_a_secret(image: str, tmp_path: Path) -> None:

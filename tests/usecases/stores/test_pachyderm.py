@@ -127,11 +127,16 @@ class PachdStandIn:
         return pps.JobInfo(job=request.job, state=state, reason=self.job_reason,
                            output_commit=output)
 
+    def files_in(self, commit: pfs.Commit) -> dict[str, bytes]:
+        """The files a commit holds: the output commit's (one for all, in these tests)."""
+        return self.files
+
     def _get_file(self, request: pfs.GetFileRequest,
                   context: grpc.ServicerContext) -> Iterator[BytesValue]:
-        if request.file.path not in self.files:
+        files = self.files_in(request.file.commit)
+        if request.file.path not in files:
             context.abort(grpc.StatusCode.NOT_FOUND, f"file {request.file.path} not found")
-        data = self.files[request.file.path]
+        data = files[request.file.path]
         # in two messages, as pachd streams a file in chunks
         yield BytesValue(value=data[:len(data) // 2])
         yield BytesValue(value=data[len(data) // 2:])
@@ -139,11 +144,12 @@ class PachdStandIn:
     def _walk_file(self, request: pfs.WalkFileRequest,
                    context: grpc.ServicerContext) -> Iterator[pfs.FileInfo]:
         root = request.file.path.rstrip("/") + "/"
+        files = self.files_in(request.file.commit)
         yield pfs.FileInfo(file=pfs.File(commit=request.file.commit, path=root),
                            file_type=pfs.FileType.DIR)
-        for path in sorted(p for p in self.files if p.startswith(root)):
+        for path in sorted(p for p in files if p.startswith(root)):
             yield pfs.FileInfo(file=pfs.File(commit=request.file.commit, path=path),
-                               file_type=pfs.FileType.FILE, size_bytes=len(self.files[path]))
+                               file_type=pfs.FileType.FILE, size_bytes=len(files[path]))
 
 
 @pytest.fixture

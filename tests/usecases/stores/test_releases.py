@@ -2,11 +2,13 @@
 the real helm v3 into objects valid for Kubernetes 1.33 and the operators' CRDs; and the helm
 CLI contract (the argv, the values file, exit codes and stderr), through a stand-in ``helm``
 that records what it is given, and through the real helm pointed at an address where no
-cluster answers. No cluster runs here."""
+cluster answers; where the chart is found (``CDL_MODEL_CHART``, else the checkout's). No cluster
+runs here."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,14 @@ from stacks.platform import pins
 from tests.charts.conftest import Render, helm, render  # noqa: F401  (the fixtures, reused)
 from tests.charts.upstream import validate_manifest
 from usecases.errors import CDLError
-from usecases.stores.releases import CHART, Releases, image_values, release_name
+from usecases.stores import releases as releases_module
+from usecases.stores.releases import (
+    CHECKOUT_CHART,
+    Releases,
+    image_values,
+    model_chart,
+    release_name,
+)
 from usecases.stores.s3 import ModelFolders
 
 KUBECONFIG = """\
@@ -29,7 +38,8 @@ contexts: [{name: nowhere, context: {cluster: nowhere, user: cdl}}]
 current-context: nowhere
 """
 
-# Records each call (argv one per line, HELM_DRIVER, a copy of the --values file) and answers
+# Records each call (argv one per line, HELM_DRIVER, HELM_KUBECONTEXT, a copy of the --values
+# file) and answers
 # with the next exit code listed for its subcommand (the last one sticks), printing that
 # subcommand's stderr file when the code is not 0.
 STAND_IN = """\
@@ -38,6 +48,7 @@ here=$(dirname "$0")
 n=$(ls "$here/calls" | grep -c argv)
 printf '%s\\n' "$@" > "$here/calls/$n.argv"
 printf '%s' "$HELM_DRIVER" > "$here/calls/$n.driver"
+printf '%s' "$HELM_KUBECONTEXT" > "$here/calls/$n.context"
 prev=
 for arg in "$@"; do
   [ "$prev" = --values ] && cp "$arg" "$here/calls/$n.values"
@@ -60,6 +71,7 @@ exit "$code"
 class Call:
     argv: list[str]
     driver: str
+    context: str
     values: dict[str, Any] | None
 
 
@@ -81,6 +93,7 @@ class StandIn:
             values = self.folder / "calls" / f"{n}.values"
             found.append(Call((self.folder / "calls" / f"{n}.argv").read_text().splitlines(),
                               (self.folder / "calls" / f"{n}.driver").read_text(),
+                              (self.folder / "calls" / f"{n}.context").read_text(),
                               json.loads(values.read_text()) if values.exists() else None))
         return found
 
@@ -94,7 +107,9 @@ def kubeconfig(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def stand_in(tmp_path: Path) -> StandIn:
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    monkeypatch.delenv("CDL_MODEL_CHART", raising=False)  # the checkout's chart, unless a test
+    monkeypatch.delenv("HELM_KUBECONTEXT", raising=False)  # sets either
     return StandIn(tmp_path / "bin")
 
 
@@ -149,7 +164,7 @@ def test_deploy_is_helm_upgrade_install_with_a_values_file_then_helm_test(
     releases = Releases(kubeconfig, helm=str(stand_in.path), poll=0)
     assert releases.deploy("bbc", 3, URI, "seldon", IMAGE.ref, timeout=420) == "bbc-v3"
     install, test = stand_in.calls()
-    assert install.argv[:4] == ["upgrade", "--install", "bbc-v3", str(CHART)]
+    assert install.argv[:4] == ["upgrade", "--install", "bbc-v3", str(CHECKOUT_CHART)]
     options = _options(install.argv, 4)
     assert options["--namespace"] == "cdl-models"
     assert options["--kubeconfig"] == str(kubeconfig)
@@ -213,6 +228,64 @@ def test_remove_is_helm_uninstall_wait(stand_in: StandIn, kubeconfig: Path) -> N
     with pytest.raises(CDLError, match='could not uninstall release bbc-v3 in namespace '
                                        'cdl-models: "Error: uninstallation completed'):
         releases.remove("bbc-v3")
+
+
+def test_without_a_kubeconfig_helm_finds_the_cluster_itself(
+        stand_in: StandIn, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the smoke Job's Pod no kubeconfig is given: no --kubeconfig reaches helm, which then
+    uses the Pod's service account (outside a Pod, KUBECONFIG and the user's context). With the
+    stack's kubeconfig, the user's context is not applied to it."""
+    monkeypatch.setenv("HELM_KUBECONTEXT", "lab")
+    in_cluster = Releases(helm=str(stand_in.path), poll=0)
+    in_cluster.deploy("bbc", 3, URI, "seldon", IMAGE.ref, timeout=60)
+    in_cluster.remove("bbc-v3")
+    Releases(kubeconfig, helm=str(stand_in.path)).remove("bbc-v3")
+    install, test, uninstall, with_kubeconfig = stand_in.calls()
+    for call in (install, test, uninstall):
+        assert "--kubeconfig" not in call.argv
+        assert call.argv[call.argv.index("--namespace") + 1] == "cdl-models"
+        assert call.context == "lab"
+    assert _options(with_kubeconfig.argv, 2)["--kubeconfig"] == str(kubeconfig)
+    assert with_kubeconfig.context == ""
+
+
+def test_the_chart_is_cdl_model_chart_where_that_is_set(
+        stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in CDL's image, whose installed package has no charts/ beside it."""
+    copy = tmp_path / "share" / "charts" / "cdl-model"
+    shutil.copytree(CHECKOUT_CHART, copy)
+    monkeypatch.setenv("CDL_MODEL_CHART", str(copy))
+    assert model_chart() == copy
+    Releases(helm=str(stand_in.path), poll=0).deploy("bbc", 3, URI, "seldon", IMAGE.ref)
+    install, _ = stand_in.calls()
+    assert install.argv[:4] == ["upgrade", "--install", "bbc-v3", str(copy)]
+
+
+def test_a_chart_variable_naming_no_chart_is_a_cdl_error_before_helm_runs(
+        stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "charts" / "cdl-model"
+    empty.mkdir(parents=True)
+    monkeypatch.setenv("CDL_MODEL_CHART", str(empty))
+    with pytest.raises(CDLError) as failed:
+        Releases(helm=str(stand_in.path)).deploy("bbc", 3, URI, "seldon", IMAGE.ref)
+    message = str(failed.value)
+    assert f"CDL_MODEL_CHART is {empty}, where there is no Helm chart" in message
+    assert "/opt/cdl/share/charts/cdl-model" in message  # the fix names the image's copy
+    assert stand_in.calls() == []
+
+
+def test_no_variable_and_no_checkout_is_a_cdl_error_saying_what_to_set(
+        stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package installed without the repository around it (as in an image built without
+    the chart)."""
+    installed = tmp_path / "site-packages" / "charts" / "cdl-model"
+    monkeypatch.setattr(releases_module, "CHECKOUT_CHART", installed)
+    with pytest.raises(CDLError) as failed:
+        Releases(helm=str(stand_in.path)).deploy("bbc", 3, URI, "seldon", IMAGE.ref)
+    message = str(failed.value)
+    assert f"CDL_MODEL_CHART is not set and {installed} is not there" in message
+    assert "set CDL_MODEL_CHART to a copy of its charts/cdl-model" in message
+    assert stand_in.calls() == []
 
 
 def test_a_missing_helm_is_a_cdl_error_naming_it(tmp_path: Path, kubeconfig: Path) -> None:
