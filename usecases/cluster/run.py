@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from psycopg.conninfo import make_conninfo
 
@@ -50,7 +52,8 @@ from usecases.workflow.context import Context
 from usecases.workflow.display import Display
 from usecases.workflow.run import finish_background, run_log
 
-IN_CLUSTER = "run it in the cluster, where the stack's addresses resolve: the cdl-smoke Job"
+IN_CLUSTER = ("run it in the cluster, where the stack's addresses resolve: the cdl-smoke Job "
+              "(`helm upgrade cdl-smoke CHART -n cdl-smoke --reuse-values` runs it again)")
 
 
 def _required(value: str | None, what: str, env: str, fix: str) -> str:
@@ -58,6 +61,18 @@ def _required(value: str | None, what: str, env: str, fix: str) -> str:
         raise CDLError(f"the platform's outputs give no {what}, and {env} is not set",
                        f"set {env} ({fix}), or {IN_CLUSTER}")
     return value
+
+
+def _resolves(url: str, what: str, env: str, forward: str) -> None:
+    """Fail before the run, not at its deploy step, where the stack's in-cluster address of a
+    service does not resolve on this machine."""
+    host = urlsplit(url).hostname or url
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise CDLError(f"{what} {url} does not resolve here: the stack's outputs give "
+                       "in-cluster addresses", f"{IN_CLUSTER}; or port-forward it ({forward}) "
+                       f"and set {env}") from None
 
 
 def database_conninfo(platform: Platform) -> str:
@@ -94,9 +109,9 @@ def kubeconfig_file(platform: Platform) -> Iterator[Path | None]:
 
 def cluster_stores(state: State, db: Database, platform: Platform, kubeconfig: Path | None,
                    keep: bool) -> Stores:
-    """Every store's cluster side. Every address and credential is checked to be given
-    before pachd and the Determined master are connected to (the S3 store and the cluster's
-    API are first used by the deploy step)."""
+    """Every store's cluster side. Every address and credential is checked to be given (and
+    the S3 store's address to resolve here) before pachd and the Determined master are
+    connected to: the S3 store and the cluster's API are first used by the deploy step."""
     pachd = _required(os.environ.get("CDL_PACHD_ADDRESS") or platform.pachd,
                       "pachd gRPC address", "CDL_PACHD_ADDRESS",
                       "e.g. grpc://localhost:30650 through `kubectl -n cdl-data port-forward "
@@ -114,13 +129,16 @@ def cluster_stores(state: State, db: Database, platform: Platform, kubeconfig: P
         raise CDLError(f"the platform's serving is {platform.serving!r}",
                        "set cdl:serving to seldon or kserve and run `pulumi up`")
     kind: ServingKind = "seldon" if platform.serving == "seldon" else "kserve"
+    s3_endpoint = os.environ.get("CDL_S3_ENDPOINT") or platform.s3_endpoint
+    _resolves(s3_endpoint, "the S3 endpoint", "CDL_S3_ENDPOINT",
+              "`kubectl -n cdl-storage port-forward svc/minio 9000`, then http://localhost:9000")
     pachyderm = Pachyderm(pachd, auth_token=platform.secret("CDL_PACHD_TOKEN", "pachyderm",
                                                             "token"))
     # the trials reach pachd at its in-cluster address, whatever this machine uses
     training = MasterTraining(DeterminedMaster(platform.determined_master, user, password),
                               platform.images, platform.pachd or pachd)
     mldata = PachydermMLData(pachyderm, db, platform.images["cpu"], state.dir("cluster", "data"))
-    folders = ModelFolders(platform.s3_endpoint, access_key, secret_key)
+    folders = ModelFolders(s3_endpoint, access_key, secret_key)
     releases = Releases(kubeconfig, namespace=platform.models_namespace, driver="configmap")
     return Stores(
         db=db,

@@ -27,6 +27,7 @@ import io
 import json
 import re
 import shutil
+import socket
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -221,7 +222,8 @@ def platform(pachd: Pachd, master: TrainingMaster) -> outputs.Platform:
     """The stack's outputs as `pulumi stack output --json --show-secrets` prints them."""
     return outputs.parse({
         "urls": {"determined": master.base}, "determinedMaster": master.base,
-        "s3Endpoint": "http://minio.cdl-storage.svc.cluster.local:9000", "images": IMAGES,
+        # the S3 store is the Bucket double; this address only has to resolve
+        "s3Endpoint": f"http://127.0.0.1:{deploy.free_port()}", "images": IMAGES,
         "pachd": pachd.address, "serving": "seldon", "modelsNamespace": "cdl-models",
         "credentials": {"determined": {"username": USER, "password": PASSWORD},
                         "s3": {"accessKey": "cdl-models", "secretKey": SECRET}}},
@@ -365,6 +367,32 @@ def test_missing_credentials_name_the_variable_to_set(tmp_path: Path, db: Databa
         cluster_stores(state, db, outputs.parse(without_pachd, "test"), None, keep=False)
     assert "no pachd gRPC address" in raised.value.problem
     assert "CDL_PACHD_ADDRESS" in raised.value.fix and "cdl-smoke Job" in raised.value.fix
+
+
+def test_an_in_cluster_address_fails_before_the_run_where_it_does_not_resolve(
+        tmp_path: Path, db: Database, pachd: Pachd, master: TrainingMaster,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run outside the cluster, the stack's in-cluster S3 endpoint would first be used at the
+    deploy step, after the training: it is checked up front instead."""
+    found = outputs.Platform(**{**platform(pachd, master).__dict__,
+                                "s3_endpoint": "http://minio.cdl-storage.svc.cluster.local:9000"})
+    resolve = socket.getaddrinfo
+
+    def cluster_names_unknown(host: str, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".svc.cluster.local"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", cluster_names_unknown)
+    with pytest.raises(CDLError) as raised:
+        cluster_stores(State.from_env(tmp_path / "home"), db, found, None, keep=False)
+    assert raised.value.problem == ("the S3 endpoint http://minio.cdl-storage.svc.cluster.local"
+                                    ":9000 does not resolve here: the stack's outputs give "
+                                    "in-cluster addresses")
+    assert "cdl-smoke Job" in raised.value.fix and "CDL_S3_ENDPOINT" in raised.value.fix
+    assert not master.requests  # nothing was submitted
+    monkeypatch.setenv("CDL_S3_ENDPOINT", "http://127.0.0.1:9000")  # a port-forward
+    assert cluster_stores(State.from_env(tmp_path / "home"), db, found, None, keep=False)
 
 
 def test_credentials_from_the_environment_come_before_the_outputs(
