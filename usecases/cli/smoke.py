@@ -91,7 +91,7 @@ def _smoke_cases(usecase: str, gate: float, requests: int, retrain: bool) -> lis
     from usecases.cli.common import use_cases
 
     return use_cases(usecase, None, defaults.MAX_FILE_BYTES, defaults.MIN_CHARS, None, trials=1,
-                  gate=gate, smoke=requests, experiment="smoke.yaml", retrain=retrain)
+                     gate=gate, smoke=requests, experiment="smoke.yaml", retrain=retrain)
 
 
 def _local(usecase: str, gate: float, requests: int, label_studio: bool, port: int) -> None:

@@ -81,7 +81,7 @@ def demo(
     def action() -> None:
         state = State.from_env()
         cases = use_cases(usecase, data, max_bytes, min_chars, vocab, trials=trials, gate=gate,
-                       seed=seed, smoke=smoke, retrain=retrain)
+                          seed=seed, smoke=smoke, retrain=retrain)
         with progress_display() as display, run.open_run(
                 state, display, "cdl demo",
                 label_studio_port if label_studio else None) as ctx:

@@ -7,6 +7,10 @@ The download is cached under ``<cache>/<usecase>/<version>/data``, keyed by the 
 rather than the commit: the id is derived from every file's content and the rules, so it fixes
 what ``data/`` holds, and ingesting the same folder again (a new commit, since Pachyderm makes
 one per put) reuses the files already here. Each read is still checked against its sha256.
+
+:class:`PachydermMLData` is the ML Data store of a cluster run over these: it ingests through
+the pipeline and reads each version it ingested. :class:`PachydermFeatures` is the
+Transformation Registry's side: a features folder committed to the features repo.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The interface the model pipeline uses is :class:`Experiments`. Its local side,
 :class:`LocalExperiments`, records what Determined's local training mode and the local ASHA
 search produced in PostgreSQL (``experiments``, ``trials``, ``trial_metrics``). On a cluster the
-Determined master is the registry: ``create_experiment`` submits the same YAML, the master keeps
-trials and metrics in its own database, and ``record`` reduces to keeping the experiment id
-beside the dataset version.
+Determined master runs the experiment (``usecases.cluster.experiments``) and keeps every trial
+and its metrics in its own database; the same tables in the cluster's PostgreSQL keep the trial
+the run registered, beside its dataset version.
 """
 
 from __future__ import annotations

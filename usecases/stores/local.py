@@ -1,7 +1,7 @@
 """The persistence entities of a run, assembled once: the local side (embedded PostgreSQL and
-the state directory) of every store. A cluster assembles the same :class:`Stores` from its
-own sides (Pachyderm, the Determined master and registry, S3, the cluster's PostgreSQL); the
-pipeline steps only see the interfaces."""
+the state directory) of every store. A cluster run assembles the same :class:`Stores` from
+its own sides (``usecases.cluster.run``: Pachyderm, the Determined master and registry, S3, the
+cluster's PostgreSQL, cdl-model releases); the pipeline steps only see the interfaces."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 The interface the model and deployment pipelines use is :class:`ModelRegistry`. Its local side,
 :class:`LocalModelRegistry`, keeps the rows in PostgreSQL (``model_versions``) and the artifacts
-under ``CDL_HOME/models/<name>/<version>``. On a cluster Determined's model registry plays this
-role: ``create_model`` / ``Model.register_version(checkpoint uuid)``, the evaluation and the
-gate's verdict as the version's metadata, artifacts in the checkpoint storage (S3).
+under ``CDL_HOME/models/<name>/<version>``. On a cluster (``usecases.cluster.registry``) the
+same table lives in the cluster's PostgreSQL, and each evaluated version is also registered in
+Determined's model registry from its checkpoint (in the checkpoint storage, S3), its lineage,
+evaluation and gate's verdict as the version's metadata.
 """
 
 from __future__ import annotations
