@@ -81,9 +81,10 @@ def database_conninfo(platform: Platform) -> str:
     if os.environ.get("CDL_DATABASE_URL"):
         return os.environ["CDL_DATABASE_URL"]
     found = platform.database or {}
-    _required(found.get("host"), "database address", "CDL_DATABASE_URL",
-              "a URL of the cluster's PostgreSQL, e.g. through `kubectl -n cdl-db "
-              "port-forward svc/cdl-pg-rw 5432`")
+    forward = ("a URL of the cluster's PostgreSQL, e.g. through `kubectl -n cdl-db "
+               "port-forward svc/cdl-pg-rw 5432`")
+    host = _required(found.get("host"), "database address", "CDL_DATABASE_URL", forward)
+    _resolves(host, "the database host", "CDL_DATABASE_URL", forward)
     user = str(found.get("user", ""))
     password = _required(platform.secret("CDL_DATABASE_PASSWORD", "postgres", user),
                          f"password of database role {user!r}", "CDL_DATABASE_PASSWORD",

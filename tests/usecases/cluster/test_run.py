@@ -264,6 +264,19 @@ def run_on_cluster(tmp_path: Path, db: Database, pachd: Pachd, master: TrainingM
                 return Ran(None, exc, ctx, bucket, releases)
 
 
+def outside_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names under .svc.cluster.local do not resolve, as on a machine outside the cluster
+    (without asking any DNS server)."""
+    resolve = socket.getaddrinfo
+
+    def cluster_names_unknown(host: str, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".svc.cluster.local"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", cluster_names_unknown)
+
+
 @pytest.fixture(autouse=True)
 def _no_outside_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CDL_DETERMINED_USER", "CDL_DETERMINED_PASSWORD", "CDL_S3_ACCESS_KEY",
@@ -376,14 +389,7 @@ def test_an_in_cluster_address_fails_before_the_run_where_it_does_not_resolve(
     deploy step, after the training: it is checked up front instead."""
     found = outputs.Platform(**{**platform(pachd, master).__dict__,
                                 "s3_endpoint": "http://minio.cdl-storage.svc.cluster.local:9000"})
-    resolve = socket.getaddrinfo
-
-    def cluster_names_unknown(host: str, *args: Any, **kwargs: Any) -> Any:
-        if str(host).endswith(".svc.cluster.local"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return resolve(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", cluster_names_unknown)
+    outside_the_cluster(monkeypatch)
     with pytest.raises(CDLError) as raised:
         cluster_stores(State.from_env(tmp_path / "home"), db, found, None, keep=False)
     assert raised.value.problem == ("the S3 endpoint http://minio.cdl-storage.svc.cluster.local"
@@ -393,6 +399,23 @@ def test_an_in_cluster_address_fails_before_the_run_where_it_does_not_resolve(
     assert not master.requests  # nothing was submitted
     monkeypatch.setenv("CDL_S3_ENDPOINT", "http://127.0.0.1:9000")  # a port-forward
     assert cluster_stores(State.from_env(tmp_path / "home"), db, found, None, keep=False)
+
+
+def test_an_in_cluster_database_fails_before_anything_else_where_it_does_not_resolve(
+        tmp_path: Path, pachd: Pachd, master: TrainingMaster,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {**json.loads(json.dumps(platform(pachd, master).__dict__)),
+            "database": {"host": "cdl-pg-rw.cdl-db.svc.cluster.local", "port": 5432,
+                         "dbname": "cdl", "user": "cdl"}}
+    found = outputs.Platform(**body)
+    outside_the_cluster(monkeypatch)
+    with pytest.raises(CDLError) as raised, open_cluster_run(
+            State.from_env(tmp_path / "home"), Display(), found, "cdl smoke"):
+        pass
+    assert raised.value.problem.startswith("the database host cdl-pg-rw.cdl-db.svc.cluster.local "
+                                           "does not resolve here")
+    assert "CDL_DATABASE_URL" in raised.value.fix and "cdl-smoke Job" in raised.value.fix
+    assert not master.requests and not pachd.requests  # nothing was contacted
 
 
 def test_credentials_from_the_environment_come_before_the_outputs(
