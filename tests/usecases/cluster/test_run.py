@@ -44,7 +44,7 @@ from pachyderm_sdk.api import pfs
 
 from stacks.platform import pins
 from tests.loopback import http_server
-from tests.rawdata import add_bad_files, write_bbc
+from tests.rawdata import add_bad_files, write_bbc, write_fmnist
 from tests.usecases.cluster.test_data import run_worker
 from tests.usecases.stores import test_determined as reference
 from tests.usecases.stores.test_determined import (  # noqa: F401 (the fixture)
@@ -239,16 +239,25 @@ class Ran:
     releases: Releases
 
 
+def raw_folder(usecase: str, root: Path) -> tuple[Path, int]:
+    """Small raw data shaped like the use case's, with bad files; how many."""
+    if usecase == "bbc":
+        folder = write_bbc(root / "bbc", per_class=10, seed=3)
+        return folder, len(add_bad_files(folder))
+    folder = write_fmnist(root / "fmnist", n_train=400, n_test=60, seed=3)
+    (folder / "README.txt").write_text("not an IDX file")
+    return folder, 1
+
+
 def run_on_cluster(tmp_path: Path, db: Database, pachd: Pachd, master: TrainingMaster,
-                   gate: float = 0.0) -> Ran:
-    folder = write_bbc(tmp_path / "bbc", per_class=10, seed=3)
-    add_bad_files(folder)
+                   usecase: str = "bbc", gate: float = 0.0) -> Ran:
+    folder, _ = raw_folder(usecase, tmp_path)
     state = State.from_env(tmp_path / "home")
     stores = cluster_stores(state, db, platform(pachd, master), None, keep=False)
     bucket = Bucket(tmp_path / "bucket")
     repository = tmp_path / "served"
     repository.mkdir()
-    case = Case(usecase_named("bbc"), RunOptions(
+    case = Case(usecase_named(usecase), RunOptions(
         DataOptions(folder, defaults.MAX_FILE_BYTES, defaults.MIN_CHARS), trials=1, gate=gate,
         smoke=4, experiment="smoke.yaml", retrain=True))
     with deploy.serve(repository, tmp_path / "mlserver.log", deploy.free_port(),
@@ -286,27 +295,32 @@ def _no_outside_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("usecase", ["bbc", "fmnist"])
 def test_the_workflow_runs_on_the_cluster_stores_in_the_papers_order(
-        tmp_path: Path, db: Database, pachd: Pachd, master: TrainingMaster) -> None:
-    ran = run_on_cluster(tmp_path, db, pachd, master)
+        tmp_path: Path, db: Database, pachd: Pachd, master: TrainingMaster,
+        usecase: str) -> None:
+    ran = run_on_cluster(tmp_path, db, pachd, master, usecase)
     assert ran.error is None, ran.error
     assert ran.report is not None
-    bbc = ran.report.usecases["bbc"]
-    name = usecase_named("bbc").model_name
+    one = ran.report.usecases[usecase]
+    name = usecase_named(usecase).model_name
 
-    # ingest: the raw folder is one commit; our worker quarantined the bad files
-    assert bbc.dataset.counts.quarantined == 5 == len(bbc.dataset.quarantined)
-    assert [r.repo.name for r in pachd.sent("CreateRepo")] == ["bbc-raw", "bbc-features"]
+    # ingest: the raw folder is a single commit; our worker quarantined the bad files
+    _, bad = raw_folder(usecase, tmp_path / "again")
+    assert one.dataset.counts.quarantined == bad == len(one.dataset.quarantined)
+    assert [r.repo.name for r in pachd.sent("CreateRepo")] == [f"{usecase}-raw",
+                                                               f"{usecase}-features"]
     with psycopg.connect(db.conninfo) as conn:
         ((source, where),) = conn.execute(
             "SELECT source, manifest_path FROM dataset_versions").fetchall()
         quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()
         labels = conn.execute("SELECT count(*) FROM train_labels").fetchone()
-    assert source == f"pfs:raw@{COMMIT}" and where == f"pfs:bbc-validate@{COMMIT}/manifest.json"
-    assert quarantined == (5,) and labels is not None and labels[0] > 0
+    assert source == f"pfs:raw@{COMMIT}"
+    assert where == f"pfs:{usecase}-validate@{COMMIT}/manifest.json"
+    assert quarantined == (bad,) and labels is not None and labels[0] > 0
 
     # transform: the features committed to the Transformation Registry, under their key
-    feature_files = pachd.repos["bbc-features"]
+    feature_files = pachd.repos[f"{usecase}-features"]
     (key,) = {path.split("/")[1] for path in feature_files}
     assert {f"/{key}/train.npz", f"/{key}/test.npz", f"/{key}/classes.npy"} <= set(feature_files)
 
@@ -314,38 +328,38 @@ def test_the_workflow_runs_on_the_cluster_stores_in_the_papers_order(
     # reference, and the trial read them through pachd
     sent = yaml.safe_load(bindings.v1CreateExperimentRequest.from_json(
         master.sent("POST", "/api/v1/experiments").body).config or "")
-    assert sent["name"] == "bbc-news-smoke"
+    assert sent["name"] == f"{name}-smoke"
     assert sent["environment"]["image"] == {"cpu": IMAGES["cpu"], "cuda": IMAGES["gpu"]}
-    assert sent["data"] == {"features": f"pfs://bbc-features@{COMMIT}/{key}",
+    assert sent["data"] == {"features": f"pfs://{usecase}-features@{COMMIT}/{key}",
                             "pachyderm": pachd.address}
     assert re.search(r"report_validation_metrics\(steps_completed=\d+", master.log)
-    assert bbc.val_metrics == pytest.approx(master.metrics)
+    assert one.val_metrics == pytest.approx(master.metrics)
 
     # register: the evaluated version registered on the master with its lineage
     (registered,) = [s for s in master.requests
                      if s.method == "POST" and s.path == f"/api/v1/models/{name}/versions"]
     metadata = registered.body["metadata"]
     assert registered.body["checkpointUuid"] == reference.UUID
-    assert metadata["cdl_version"] == bbc.model.version
+    assert metadata["cdl_version"] == one.model.version
     assert metadata["dataset_commit"] == f"pfs:raw@{COMMIT}"
     assert metadata["experiment_id"] == reference.EXPERIMENT_ID
-    assert metadata["test_accuracy"] == pytest.approx(bbc.test_accuracy)
+    assert metadata["test_accuracy"] == pytest.approx(one.test_accuracy)
     assert metadata["gate"] == {"threshold": 0.0, "passed": True}
-    assert metadata["hparams"] == bbc.model.hparams
+    assert metadata["hparams"] == one.model.hparams
 
     # deploy: uploaded, released in the pinned image, queried as offline, scored, removed
-    uri = f"s3://cdl-models/{name}/{bbc.model.version}"
-    release = release_name(name, bbc.model.version)
+    uri = f"s3://cdl-models/{name}/{one.model.version}"
+    release = release_name(name, one.model.version)
     assert ran.releases.done == [
-        ("deploy", name, str(bbc.model.version), uri, "seldon", IMAGES["cpu"]),
+        ("deploy", name, str(one.model.version), uri, "seldon", IMAGES["cpu"]),
         ("remove", release)]
     assert ran.bucket.done == [("upload", uri), ("delete", uri)]
-    assert bbc.serving is not None and bbc.serving.smoke.requests == 4
-    assert bbc.serving.smoke.matches_offline and bbc.serving.smoke.scored == 4
+    assert one.serving is not None and one.serving.smoke.requests == 4
+    assert one.serving.smoke.matches_offline and one.serving.smoke.scored == 4
 
     # every step of the smoke's table, timed
     assert {"ingest", "label", "transform", "train", "register", "evaluate", "package",
-            "smoke"} <= set(bbc.timings)
+            "smoke"} <= set(one.timings)
 
 
 @pytest.mark.slow
