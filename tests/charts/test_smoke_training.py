@@ -26,7 +26,6 @@ GRANTED = {
     ("machinelearning.seldon.io", "seldondeployments"): MODEL_VERBS,
     ("serving.kserve.io", "inferenceservices"): MODEL_VERBS,
     ("", "pods"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods/log"): {"get"},
     ("", "services"): {"get", "list", "watch"},
     ("", "configmaps"): {"get", "list", "create", "update", "patch", "delete"},
 }
