@@ -20,6 +20,18 @@ def cdl(*args: str, home: Path,
                           text=True, env=environment(home, env), timeout=900, check=False)
 
 
+# Run ARGV with SIGINT at its default disposition, as a terminal's foreground process has it.
+_FOREGROUND = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def interruptible(argv: list[str]) -> list[str]:
+    """``argv`` as Ctrl-C reaches it in a terminal. Tests that interrupt a ``cdl`` need it: run
+    as a background job (``&`` in a non-interactive shell, as CI may), the tests inherit SIGINT
+    ignored, and so would that ``cdl``, which Python then gives no KeyboardInterrupt."""
+    return [sys.executable, "-c", _FOREGROUND, *argv]
+
+
 def assert_one_line_error(run: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert run.returncode != 0
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout

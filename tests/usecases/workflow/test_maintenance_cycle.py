@@ -28,7 +28,7 @@ from usecases.stores.registry import LocalModelRegistry
 from usecases.stores.scoring import PostgresScoringStore
 from usecases.workflow import deploy
 
-from ...cli import cdl, environment
+from ...cli import cdl, environment, interruptible
 from ...packaged import package
 from ...rawdata import banded_images
 from ..cloud.gitlab_reference import PROJECT_PATH, reference_gitlab
@@ -123,8 +123,8 @@ def test_shifted_traffic_labeled_in_label_studio_promotes_a_better_model_with_no
     port, studio_port = deploy.free_port(), deploy.free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "usecases.cli", "serve", "--http-port", str(port),
-         "--grpc-port", str(deploy.free_port())], env=environment(home),
+        interruptible([sys.executable, "-m", "usecases.cli", "serve", "--http-port", str(port),
+                       "--grpc-port", str(deploy.free_port())]), env=environment(home),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_serving(url, server)
