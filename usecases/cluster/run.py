@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from psycopg.conninfo import make_conninfo
-
 from usecases.cluster.data import PachydermFeatures, PachydermMLData
 from usecases.cluster.experiments import MasterTraining
 from usecases.cluster.outputs import Platform
@@ -36,7 +34,7 @@ from usecases.cluster.registry import DeterminedRegistry
 from usecases.cluster.serving import ReleaseServing
 from usecases.errors import CDLError
 from usecases.state import State
-from usecases.stores.database import Database
+from usecases.stores.database import Database, server_conninfo
 from usecases.stores.determined import DeterminedMaster
 from usecases.stores.experiments import LocalExperiments
 from usecases.stores.feedback import PostgresFeedback
@@ -89,9 +87,8 @@ def database_conninfo(platform: Platform) -> str:
     password = _required(platform.secret("CDL_DATABASE_PASSWORD", "postgres", user),
                          f"password of database role {user!r}", "CDL_DATABASE_PASSWORD",
                          "the role's password from its Secret in cdl-db")
-    return make_conninfo(host=str(found["host"]), port=str(found.get("port", 5432)),
-                         dbname=str(found.get("dbname", "cdl")), user=user, password=password,
-                         connect_timeout="5")
+    return server_conninfo(str(found["host"]), int(found.get("port", 5432)),
+                           str(found.get("dbname", "cdl")), user, password)
 
 
 @contextlib.contextmanager

@@ -204,6 +204,13 @@ def _run(cmd: list[str], what: str, run_as: dict[str, object]) -> None:
         )
 
 
+def server_conninfo(host: str, port: int, dbname: str, user: str, password: str) -> str:
+    """The conninfo of a PostgreSQL server reached over TCP (the cluster's), connecting within
+    Database.connect's timeout."""
+    return make_conninfo(host=host, port=str(port), dbname=dbname, user=user,
+                         password=password, connect_timeout="5")
+
+
 def redact(conninfo: str) -> str:
     """Describe a connection target without its password."""
     params = conninfo_to_dict(conninfo)
